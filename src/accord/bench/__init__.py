@@ -1,0 +1,33 @@
+"""Named benchmarks behind ``accord bench NAME``.
+
+Each benchmark is a module with ``run(progress=None, **options) -> dict`` returning the
+figures it measured; the CLI prints that dict as the last line, one JSON object:
+``{"bench", "metric", "value", "unit", "baseline", "ratio", ...}``. A baseline, where
+there is one, is measured in the same run, never remembered from another machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from accord.errors import UserError
+
+BENCHMARKS: dict[str, str] = {
+    "synth": "accord.bench.synth",
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+def run(name: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the named benchmark and return its figures."""
+    module_name = BENCHMARKS.get(name)
+    if module_name is None:
+        raise UserError(
+            f"unknown benchmark {name!r}", hint=f"choose one of: {', '.join(sorted(BENCHMARKS))}"
+        )
+    module = importlib.import_module(module_name)
+    result: dict[str, Any] = module.run(progress=progress)
+    return result

@@ -1,0 +1,50 @@
+"""How results look on a terminal: live progress per member, then one table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from accord.client import Client, TaskResult
+from accord.query import CountPersons
+
+
+def run_with_progress(
+    client: Client, analysis: CountPersons, members: list[str] | None, *, timeout: float
+) -> TaskResult:
+    """Submit and follow a task, one bar tracking how many members have answered."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} members"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("waiting for members", total=None)
+
+        def update(result: TaskResult) -> None:
+            waiting = [m.member for m in result.members if m.status == "pending"]
+            answered = len(result.members) - len(waiting)
+            label = f"waiting for {', '.join(waiting)}" if waiting else "all members answered"
+            progress.update(bar, total=len(result.members), completed=answered, description=label)
+
+        return client.run(analysis, members, timeout=timeout, on_update=update)
+
+
+def result_table(result: TaskResult, *, title: str = "Federated count") -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("member")
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    table.add_column("disclosure rule applied")
+    for m in result.members:
+        if m.count is not None and m.profile is not None:
+            table.add_row(m.member, m.kind or "", m.count.display, m.count.rule)
+        else:
+            table.add_row(m.member, m.kind or "", f"[red]{m.status}[/]", m.reason or "")
+    if result.total is not None:
+        table.add_section()
+        table.add_row("[bold]total[/]", "", f"[bold]{result.total.display}[/]", result.total.rule)
+    return table

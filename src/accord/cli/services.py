@@ -1,0 +1,149 @@
+"""Commands that run or talk to services: the hub, a node, a researcher's query."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from accord.errors import ConfigError, NetworkError
+
+console = Console()
+err = Console(stderr=True)
+
+hub_app = typer.Typer(help="Run and administer the hub.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a member's node.", no_args_is_help=True)
+
+
+@hub_app.command("init")
+def hub_init(directory: Annotated[Path, typer.Argument(help="new hub directory")]) -> None:
+    """Create a hub: keys, a migrated registry database and an audit log."""
+    from accord.hub.layout import HubLayout
+
+    identity = HubLayout(directory).initialise()
+    console.print(f"hub created in {directory} (key {identity.public.fingerprint()})")
+
+
+@hub_app.command("register")
+def hub_register(
+    directory: Annotated[Path, typer.Argument(help="hub directory")],
+    public_key: Annotated[Path, typer.Argument(help="the member's or researcher's .pub file")],
+    role: Annotated[str, typer.Option(help="node or researcher")] = "node",
+    kind: Annotated[
+        str | None, typer.Option(help="hospital, clinic, insurer, trial-site or public-health")
+    ] = None,
+    display_name: Annotated[str | None, typer.Option("--name")] = None,
+) -> None:
+    """Add a node's or researcher's public keys to the member registry."""
+    from accord.hub.layout import HubLayout
+    from accord.hub.store import HubStore
+    from accord.trust.keys import load_public
+
+    layout = HubLayout(directory)
+    layout.require_initialised()
+    public = load_public(public_key)
+    HubStore.open_path(layout.database).register(
+        public, role=role, kind=kind, display_name=display_name
+    )
+    console.print(f"registered {role} {public.name} ({public.fingerprint()})")
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise NetworkError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}",
+                hint="choose another port with --port, or stop whatever holds it",
+            ) from None
+
+
+@hub_app.command("serve")
+def hub_serve(
+    directory: Annotated[Path, typer.Argument(help="hub directory")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8700,
+    cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
+    cert_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+) -> None:
+    """Serve the hub's API and the nodes' WebSocket endpoint."""
+    import uvicorn
+
+    from accord.hub.app import create_app
+
+    if (cert is None) != (cert_key is None):
+        raise ConfigError("--cert and --cert-key go together", hint="give both or neither")
+    ensure_port_free(host, port)
+    app = create_app(directory)
+    scheme = "https" if cert else "http"
+    err.print(f"hub serving on {scheme}://{host}:{port}")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(cert) if cert else None,
+        ssl_keyfile=str(cert_key) if cert_key else None,
+        log_level="warning",
+        ws_ping_interval=20,
+    )
+
+
+@node_app.command("run")
+def node_run(
+    config: Annotated[Path, typer.Option("--config", help="node.json of this member")],
+) -> None:
+    """Connect out to the hub and answer its tasks until stopped (Ctrl-C or SIGTERM)."""
+    from accord.node.agent import NodeAgent
+    from accord.node.config import load_node_config
+
+    agent = NodeAgent(load_node_config(config), say=lambda line: err.print(line, highlight=False))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
+    err.print("node stopped")
+
+
+def query(
+    file: Annotated[Path, typer.Argument(help="analysis as JSON (accord query model)")],
+    hub: Annotated[str, typer.Option(help="hub URL")] = "http://127.0.0.1:8700",
+    key: Annotated[Path, typer.Option(help="researcher's .key file")] = Path("researcher.key"),
+    members: Annotated[str | None, typer.Option(help="comma-separated member ids")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every member")] = 120.0,
+) -> None:
+    """Send an analysis to the consortium and print each member's disclosed result."""
+    from accord.cli.render import result_table, run_with_progress
+    from accord.client import Client
+    from accord.query import query_from_json
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read {file}: {error.strerror}") from None
+    try:
+        analysis = query_from_json(json.loads(text))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
+    chosen = [m.strip() for m in members.split(",")] if members else None
+    with Client.from_key_file(hub, key) as client:
+        result = run_with_progress(client, analysis, chosen, timeout=timeout)
+    console.print(result_table(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hub_app, name="hub")
+    app.add_typer(node_app, name="node")
+    app.command()(query)

@@ -1,0 +1,177 @@
+"""The researcher's client: submit an analysis, follow it member by member, read the result.
+
+    >>> from accord.client import Client
+    >>> from accord.query.scenarios import trial_recruitment
+    >>> client = Client.from_key_file("http://127.0.0.1:8700", "alice.key")  # doctest: +SKIP
+    >>> result = client.run(trial_recruitment(date(2025, 12, 31)))  # doctest: +SKIP
+    >>> result.total.display  # doctest: +SKIP
+    '1,235'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from accord import protocol
+from accord.errors import HubError, NetworkError
+from accord.privacy.disclosure import DisclosedCount, SmallCellProfile
+from accord.query import CountPersons
+from accord.trust.envelope import seal
+from accord.trust.keys import Identity, load_identity
+
+
+@dataclass(frozen=True)
+class MemberResult:
+    member: str
+    kind: str | None
+    status: str
+    count: DisclosedCount | None
+    profile: SmallCellProfile | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task_id: str
+    status: str
+    members: tuple[MemberResult, ...]
+    total: DisclosedCount | None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> TaskResult:
+        members = []
+        for a in body["assignments"]:
+            result = a.get("result") or {}
+            members.append(
+                MemberResult(
+                    member=a["member"],
+                    kind=a.get("kind"),
+                    status=a["status"],
+                    count=DisclosedCount.from_json(result["disclosed"]) if result else None,
+                    profile=SmallCellProfile.from_json(result["profile"]) if result else None,
+                    reason=a.get("reason"),
+                )
+            )
+        total = body.get("summary", {}).get("total")
+        return cls(
+            task_id=body["id"],
+            status=body["status"],
+            members=tuple(members),
+            total=DisclosedCount.from_json(total) if total else None,
+        )
+
+
+Progress = Callable[[TaskResult], None]
+
+
+class Client:
+    """Talks to the hub as one researcher; every request is a signed envelope."""
+
+    def __init__(self, hub_url: str, identity: Identity, *, timeout: float = 40.0) -> None:
+        self.hub_url = hub_url.rstrip("/")
+        self.identity = identity
+        self.http = httpx.Client(base_url=self.hub_url, timeout=timeout)
+        self._hub_name: str | None = None
+
+    @classmethod
+    def from_key_file(cls, hub_url: str, key_file: str | Path) -> Client:
+        return cls(hub_url, load_identity(Path(key_file)))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise NetworkError(
+                f"hub at {self.hub_url} is not reachable ({type(error).__name__})",
+                hint="check the hub URL and that the hub is running",
+            ) from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise HubError(f"hub refused the request ({response.status_code}): {detail}")
+        return response.json()
+
+    @property
+    def hub_name(self) -> str:
+        if self._hub_name is None:
+            self._hub_name = str(self._request("GET", f"{protocol.API_PREFIX}/identity")["name"])
+        return self._hub_name
+
+    def _signed(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return seal(
+            payload,
+            sender=self.identity.name,
+            recipient=self.hub_name,
+            kind=kind,
+            key=self.identity.signing_key,
+        )
+
+    def health(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._request("GET", f"{protocol.API_PREFIX}/health")
+        return body
+
+    def submit(self, analysis: CountPersons, members: list[str] | None = None) -> str:
+        payload = {"analysis": analysis.to_json(), "members": members}
+        body = self._request(
+            "POST", f"{protocol.API_PREFIX}/tasks", json=self._signed(protocol.TASK_CREATE, payload)
+        )
+        return str(body["task_id"])
+
+    def wait(
+        self, task_id: str, *, timeout: float = 120.0, on_update: Progress | None = None
+    ) -> TaskResult:
+        """Follow a task until every member answered; raises HubError on timeout."""
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while True:
+            remaining = deadline - time.monotonic()
+            wait = max(0.0, min(20.0, remaining))
+            body = self._request(
+                "POST",
+                f"{protocol.API_PREFIX}/tasks/{task_id}/wait",
+                json=self._signed(protocol.TASK_READ, {"seen": seen, "wait_seconds": wait}),
+            )
+            seen = body["fingerprint"]
+            result = TaskResult.from_json(body)
+            if on_update is not None:
+                on_update(result)
+            if result.done:
+                return result
+            if time.monotonic() >= deadline:
+                waiting = [m.member for m in result.members if m.status == "pending"]
+                raise HubError(
+                    f"task {task_id} did not finish within {timeout:.0f}s;"
+                    f" still waiting for: {', '.join(waiting)}",
+                    hint="check that those members' nodes are running",
+                )
+
+    def run(
+        self,
+        analysis: CountPersons,
+        members: list[str] | None = None,
+        *,
+        timeout: float = 120.0,
+        on_update: Progress | None = None,
+    ) -> TaskResult:
+        return self.wait(self.submit(analysis, members), timeout=timeout, on_update=on_update)

@@ -1,0 +1,218 @@
+"""A whole consortium on one machine: synthetic members, a hub and one node per member.
+
+Every part runs as its own process on loopback and talks the same protocol as a real
+deployment; only the data is synthetic. ``prepare`` lays the consortium out on disk,
+``Consortium`` starts and stops its processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from accord.errors import NetworkError, NodeError
+from accord.hub.layout import HubLayout
+from accord.hub.store import HubStore
+from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
+from accord.synth import ConsortiumManifest, generate_consortium
+from accord.trust.keys import generate_identity, write_identity
+
+RESEARCHER = "demo-researcher"
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DemoLayout:
+    root: Path
+
+    @property
+    def members(self) -> Path:
+        return self.root / "members"
+
+    @property
+    def hub(self) -> Path:
+        return self.root / "hub"
+
+    @property
+    def nodes(self) -> Path:
+        return self.root / "nodes"
+
+    @property
+    def researcher_key(self) -> Path:
+        return self.root / "researchers" / f"{RESEARCHER}.key"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def node_config(self, member: str) -> Path:
+        return self.nodes / member / "node.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.members / "manifest.json"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def prepare(
+    root: Path,
+    *,
+    members: int,
+    persons: int,
+    seed: int,
+    hub_url: str,
+    progress: Progress | None = None,
+) -> ConsortiumManifest:
+    """Generate members' data, keys, the hub's registry and each node's config."""
+    layout = DemoLayout(root)
+    manifest = generate_consortium(
+        layout.members, members=members, persons_per_member=persons, seed=seed, progress=progress
+    )
+    hub_identity = HubLayout(layout.hub).initialise()
+    store = HubStore.open_path(HubLayout(layout.hub).database)
+    researcher = generate_identity(RESEARCHER)
+    layout.researcher_key.parent.mkdir(parents=True, exist_ok=True)
+    write_identity(researcher, layout.researcher_key.parent)
+    store.register(researcher.public, role="researcher", display_name="Demo researcher")
+    for member in manifest.members:
+        node_dir = layout.nodes / member.id
+        node_dir.mkdir(parents=True, exist_ok=True)
+        identity = generate_identity(member.id)
+        write_identity(identity, node_dir)
+        store.register(identity.public, role="node", kind=member.kind, display_name=member.name)
+        config = NodeConfig(
+            member=member.id,
+            hub_url=hub_url,
+            hub_public_key=Path("..") / ".." / "hub" / f"{hub_identity.name}.pub",
+            key=Path(f"{member.id}.key"),
+            database=DatabaseConfig(
+                engine="duckdb", path=str(Path("..") / ".." / "members" / member.db_file)
+            ),
+        )
+        write_node_config(layout.node_config(member.id), config)
+    store.engine.dispose()
+    return manifest
+
+
+@dataclass
+class Consortium:
+    """The running processes of a laid-out consortium; stops them all on exit."""
+
+    layout: DemoLayout
+    host: str
+    port: int
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.layout.logs / f"{name}.log").open("ab")
+        self._logs.append(log)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # Own session: a Ctrl-C at the terminal reaches only the demo, which then stops
+        # its children in order instead of racing them.
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "accord", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+    def start_hub(self, timeout: float = 30.0) -> None:
+        self._spawn(
+            "hub",
+            ["hub", "serve", str(self.layout.hub), "--host", self.host, "--port", str(self.port)],
+        )
+        self._wait(lambda body: True, "the hub to start", timeout)
+
+    def start_node(self, member: str) -> None:
+        self._spawn(member, ["node", "run", "--config", str(self.layout.node_config(member))])
+
+    def stop_node(self, member: str) -> None:
+        self._end(member, signal.SIGTERM)
+
+    def kill_node(self, member: str) -> None:
+        """SIGKILL: the node gets no chance to finish or say goodbye."""
+        self._end(member, signal.SIGKILL)
+
+    def restart_hub(self) -> None:
+        self._end("hub", signal.SIGTERM)
+        self.start_hub()
+
+    def _end(self, name: str, how: signal.Signals) -> None:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(how)
+        process.wait(10)
+
+    def wait_connected(self, members: list[str], timeout: float = 30.0) -> None:
+        wanted = set(members)
+        self._wait(lambda body: wanted <= set(body["connected"]), "all nodes to connect", timeout)
+
+    def _wait(self, ready: Callable[[dict[str, object]], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise NodeError(
+                        f"{name} exited with code {process.returncode} while waiting for {what}",
+                        hint=f"see {self.layout.logs / (name + '.log')}",
+                    )
+            try:
+                body = httpx.get(f"{self.url}/v1/health", timeout=2).json()
+                if ready(body):
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise NetworkError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM every child (nodes first, then the hub), SIGKILL any that linger."""
+        order = [n for n in self.processes if n != "hub"] + (
+            ["hub"] if "hub" in self.processes else []
+        )
+        for name in order:
+            process = self.processes[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in order:
+            process = self.processes[name]
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> Consortium:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

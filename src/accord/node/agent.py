@@ -1,0 +1,277 @@
+"""The node's long-running agent: one outbound WebSocket to the hub, tasks pushed over it.
+
+The node listens on no port; hospital firewalls allow outbound connections only. After
+any disconnect it reconnects with capped, jittered exponential backoff and tells the
+operator so; the hub then re-sends every task the member still owes.
+
+Exactly-once results: a sealed result is stored in the node's state database before it
+is sent, so a node restarted after computing a result resends that result instead of
+running the task again, and the hub keeps only the first outcome per task and member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from accord import __version__, protocol
+from accord.errors import NetworkError, TrustError, UserError
+from accord.node.config import NodeConfig
+from accord.node.executor import Refusal, execute
+from accord.trust.audit import AuditLog
+from accord.trust.envelope import InMemoryNonceStore, ReplayGuard, open_envelope, seal
+from accord.trust.hpke import seal_json
+from accord.trust.keys import Identity, PublicIdentity, load_identity, load_public
+
+Say = Callable[[str], None]
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter, so restarted nodes do not stampede."""
+
+    def __init__(self, first: float = 0.5, cap: float = 15.0) -> None:
+        self.first, self.cap, self.attempt = first, cap, 0
+
+    def next(self) -> float:
+        delay = min(self.cap, self.first * 2**self.attempt)
+        self.attempt += 1
+        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not secrecy
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class Outcomes:
+    """Sealed results and refusals kept until the hub acknowledges them."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS outcomes (task_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+            " payload TEXT NOT NULL, acked INTEGER NOT NULL DEFAULT 0)"
+        )
+
+    def get(self, task_id: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.db.execute(
+            "SELECT kind, payload FROM outcomes WHERE task_id = ?", (task_id,)
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def put(self, task_id: str, kind: str, payload: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO outcomes (task_id, kind, payload) VALUES (?, ?, ?)",
+            (task_id, kind, json.dumps(payload)),
+        )
+
+    def ack(self, task_id: str) -> None:
+        self.db.execute("UPDATE outcomes SET acked = 1 WHERE task_id = ?", (task_id,))
+
+
+class NodeAgent:
+    def __init__(self, config: NodeConfig, *, say: Say = print) -> None:
+        self.config = config
+        self.say = say
+        self.identity: Identity = load_identity(config.key)
+        if self.identity.name != config.member:
+            raise TrustError(
+                f"key {config.key} belongs to {self.identity.name!r}, not {config.member!r}",
+                hint="point 'key' at this member's own key file",
+            )
+        self.hub: PublicIdentity = load_public(config.hub_public_key)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.audit = AuditLog.open(config.state_dir / "audit.db", self.identity)
+        self.outcomes = Outcomes(config.state_dir / "outcomes.db")
+        self.guard = ReplayGuard(InMemoryNonceStore())
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.socket: ClientConnection | None = None
+        self.send_lock = asyncio.Lock()
+
+    # -- envelopes --------------------------------------------------------------------
+
+    def _hub_key(self, name: str) -> Ed25519PublicKey | None:
+        return self.hub.verify_key if name == self.hub.name else None
+
+    def _open(self, message: Any, kind: str | None = None) -> dict[str, Any]:
+        if not isinstance(message, dict):
+            raise TrustError("message from hub is not a signed envelope")
+        return open_envelope(
+            message, keys=self._hub_key, recipient=self.identity.name, guard=self.guard, kind=kind
+        )
+
+    def _seal(self, kind: str, payload: dict[str, Any]) -> str:
+        envelope = seal(
+            payload,
+            sender=self.identity.name,
+            recipient=self.hub.name,
+            kind=kind,
+            key=self.identity.signing_key,
+        )
+        return json.dumps(envelope)
+
+    async def _send(self, kind: str, payload: dict[str, Any]) -> None:
+        socket = self.socket
+        if socket is None:
+            return  # resent from the outcome store after reconnect
+        async with self.send_lock:
+            await socket.send(self._seal(kind, payload))
+
+    # -- connection loop --------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected until ``stop`` is set; gives up only if the hub was never reached."""
+        url = self.config.websocket_url + protocol.NODE_CONNECT_PATH
+        backoff = Backoff()
+        first_failure: float | None = None
+        ever_connected = False
+        while not stop.is_set():
+            try:
+                async with connect(url, open_timeout=5, max_size=4 * 2**20) as socket:
+                    await self._session(socket, stop)
+                    ever_connected = True
+                    backoff.reset()
+                    first_failure = None
+                    if stop.is_set():
+                        return
+                    self.say(f"lost the hub at {self.config.hub_url}; reconnecting")
+            except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
+                reason = _reason(error)
+                if isinstance(error, ConnectionClosed) and error.rcvd is not None:
+                    if error.rcvd.code == protocol.CLOSE_REFUSED:
+                        raise TrustError(
+                            f"the hub refused node {self.identity.name!r}: {error.rcvd.reason}",
+                            hint="ask the hub operator to register this node's public key",
+                        ) from None
+                now = time.monotonic()
+                first_failure = first_failure or now
+                if not ever_connected and now - first_failure >= self.config.connect_give_up_seconds:
+                    raise NetworkError(
+                        f"hub at {self.config.hub_url} is not reachable ({reason})",
+                        hint="start the hub, or check hub_url in the node config",
+                    ) from None
+                delay = backoff.next()
+                self.say(f"hub at {self.config.hub_url} unreachable ({reason}); retrying in {delay:.1f}s")
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass
+            except InvalidURI as error:
+                raise NetworkError(f"hub_url is not a valid URL: {error}") from None
+            finally:
+                self.socket = None
+
+    async def _session(self, socket: ClientConnection, stop: asyncio.Event) -> None:
+        await socket.send(self._seal(protocol.NODE_HELLO, {"version": __version__}))
+        first = json.loads(await socket.recv())
+        if isinstance(first, dict) and "error" in first and "sig" not in first:
+            raise TrustError(
+                f"the hub refused node {self.identity.name!r}: {first['error']}",
+                hint="ask the hub operator to register this node's public key",
+            )
+        welcome = self._open(first, kind=protocol.NODE_WELCOME)
+        self.socket = socket
+        self.say(
+            f"connected to hub {self.config.hub_url} as {self.identity.name}"
+            f" ({welcome.get('open_tasks', 0)} open task(s))"
+        )
+        self.audit.append("node.connected", {"hub": self.config.hub_url})
+        receiver = asyncio.create_task(self._receive(socket))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if receiver in done:
+            receiver.result()  # re-raise the disconnect for the backoff loop
+        else:
+            receiver.cancel()
+            await socket.close()
+
+    async def _receive(self, socket: ClientConnection) -> None:
+        async for raw in socket:
+            message = json.loads(raw)
+            if isinstance(message, dict) and "error" in message and "sig" not in message:
+                self.say(f"hub rejected a message: {message['error']}")
+                continue
+            try:
+                kind = message.get("kind") if isinstance(message, dict) else None
+                payload = self._open(message)
+            except TrustError as error:
+                self.audit.append("message.rejected", {"reason": error.message})
+                self.say(f"ignored a message that failed checks: {error.message}")
+                continue
+            if kind == protocol.TASK_RUN:
+                self._accept_task(payload)
+            elif kind == protocol.TASK_ACK:
+                self.outcomes.ack(str(payload["task_id"]))
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def _accept_task(self, payload: dict[str, Any]) -> None:
+        task_id = str(payload["task_id"])
+        stored = self.outcomes.get(task_id)
+        if stored is not None:
+            kind, body = stored
+            self.audit.append("task.resent", {"task_id": task_id})
+            asyncio.create_task(self._send(kind, body))
+            return
+        if task_id in self.running:
+            return  # already executing; a resync pushed it again
+        self.running[task_id] = asyncio.create_task(self._run_task(task_id, payload["analysis"]))
+
+    async def _run_task(self, task_id: str, analysis: dict[str, Any]) -> None:
+        try:
+            self.audit.append("task.received", {"task_id": task_id})
+            delay = self.config.fault_injection.delay_before_execute
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                result = await asyncio.to_thread(
+                    execute, analysis, self.config.database, self.config.disclosure
+                )
+            except Exception as error:  # noqa: BLE001 - every failure must answer the hub
+                body: dict[str, Any] = {"task_id": task_id, "reason": _refusal_reason(error)}
+                self.outcomes.put(task_id, protocol.TASK_REFUSED, body)
+                self.audit.append("task.refused", body)
+                await self._send(protocol.TASK_REFUSED, body)
+                return
+            sealed = seal_json(
+                self.hub.encryption_key,
+                result,
+                info=protocol.result_info(task_id, self.identity.name),
+            )
+            body = {"task_id": task_id, "sealed": sealed}
+            self.outcomes.put(task_id, protocol.TASK_RESULT, body)
+            self.audit.append(
+                "task.executed",
+                {"task_id": task_id, "display": result["disclosed"]["display"]},
+            )
+            await self._send(protocol.TASK_RESULT, body)
+        finally:
+            self.running.pop(task_id, None)
+
+
+def _refusal_reason(error: Exception) -> str:
+    """A reason safe to send to the hub: ours, or the failure's type, never raw details."""
+    if isinstance(error, Refusal):
+        return str(error)
+    if isinstance(error, UserError):
+        return error.message
+    return f"the analysis failed at the node ({type(error).__name__}); see the node's log"
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:120]

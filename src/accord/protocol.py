@@ -1,0 +1,36 @@
+"""The wire contract between hub, nodes and researchers: message kinds and bindings.
+
+Every message is a signed envelope (``accord.trust.envelope``). This module is the one
+door between the hub and node rooms: both import it, neither imports the other.
+"""
+
+from __future__ import annotations
+
+API_PREFIX = "/v1"
+NODE_CONNECT_PATH = f"{API_PREFIX}/nodes/connect"
+
+# Node -> hub over the node's outbound WebSocket.
+NODE_HELLO = "node.hello"
+TASK_RESULT = "task.result"
+TASK_REFUSED = "task.refused"
+
+# Hub -> node.
+NODE_WELCOME = "node.welcome"
+TASK_RUN = "task.run"
+TASK_ACK = "task.ack"
+
+# Researcher -> hub over HTTPS.
+TASK_CREATE = "task.create"
+TASK_READ = "task.read"
+
+# WebSocket close code for a refused node (4000-4999 is the application range).
+CLOSE_REFUSED = 4403
+
+
+def result_info(task_id: str, member: str) -> bytes:
+    """HPKE ``info`` binding a result to its task and member.
+
+    A result sealed for one task or member cannot be replayed as another's: decryption
+    with any other binding fails.
+    """
+    return f"accord/result/v1|task={task_id}|member={member}".encode()
