@@ -1,11 +1,11 @@
 """The researcher's client: submit an analysis, follow it member by member, read the result.
 
-    >>> from accord.client import Client
-    >>> from accord.query.scenarios import trial_recruitment
-    >>> client = Client.from_key_file("http://127.0.0.1:8700", "alice.key")  # doctest: +SKIP
-    >>> result = client.run(trial_recruitment(date(2025, 12, 31)))  # doctest: +SKIP
-    >>> result.total.display  # doctest: +SKIP
-    '1,235'
+>>> from accord.client import Client
+>>> from accord.query.scenarios import trial_recruitment
+>>> client = Client.from_key_file("http://127.0.0.1:8700", "alice.key")  # doctest: +SKIP
+>>> result = client.run(trial_recruitment(date(2025, 12, 31)))  # doctest: +SKIP
+>>> result.total.display  # doctest: +SKIP
+'1,235'
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -170,9 +170,12 @@ class Consortium:
 
     def wait_connected(self, members: list[str], timeout: float = 30.0) -> None:
         wanted = set(members)
-        self._wait(lambda body: wanted <= set(body["connected"]), "all nodes to connect", timeout)
+        def ready(body: dict[str, Any]) -> bool:
+            return wanted <= set(body["connected"])
 
-    def _wait(self, ready: Callable[[dict[str, object]], bool], what: str, timeout: float) -> None:
+        self._wait(ready, "all nodes to connect", timeout)
+
+    def _wait(self, ready: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, process in self.processes.items():

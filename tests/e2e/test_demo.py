@@ -9,8 +9,19 @@ from pathlib import Path
 
 def test_demo_once_prints_the_table_and_exits_zero(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "accord", "demo", "--once", "--members", "3", "--persons", "3000",
-         "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "accord",
+            "demo",
+            "--once",
+            "--members",
+            "3",
+            "--persons",
+            "3000",
+            "--dir",
+            str(tmp_path / "demo"),
+        ],
         capture_output=True,
         text=True,
         timeout=240,

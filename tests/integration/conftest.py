@@ -29,7 +29,9 @@ class Running:
 
 def start_consortium(root: Path) -> Iterator[Running]:
     port = free_port()
-    manifest = prepare(root, members=MEMBERS, persons=PERSONS, seed=11, hub_url=f"http://127.0.0.1:{port}")
+    manifest = prepare(
+        root, members=MEMBERS, persons=PERSONS, seed=11, hub_url=f"http://127.0.0.1:{port}"
+    )
     consortium = Consortium(DemoLayout(root), "127.0.0.1", port)
     try:
         consortium.start_hub()

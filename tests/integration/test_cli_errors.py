@@ -51,17 +51,30 @@ def test_hub_init_twice_does_not_overwrite_the_key(tmp_path: Path) -> None:
 def test_register_an_unknown_kind(tmp_path: Path) -> None:
     accord("hub", "init", str(tmp_path / "hub"))
     accord("keys", "acme-bakery", "--dir", str(tmp_path))
-    done = accord("hub", "register", str(tmp_path / "hub"), str(tmp_path / "acme-bakery.pub"), "--kind", "bakery")
+    done = accord(
+        "hub",
+        "register",
+        str(tmp_path / "hub"),
+        str(tmp_path / "acme-bakery.pub"),
+        "--kind",
+        "bakery",
+    )
     assert_user_error(done, ExitCode.HUB, "bakery", "hospital")
 
 
 def test_missing_key_file(tmp_path: Path) -> None:
-    done = accord("audit", "verify", str(tmp_path / "audit.db"), "--pub", str(tmp_path / "nobody.pub"))
+    done = accord(
+        "audit", "verify", str(tmp_path / "audit.db"), "--pub", str(tmp_path / "nobody.pub")
+    )
     assert_user_error(done, ExitCode.KEYS, "nobody.pub")
 
 
 def test_node_with_missing_config(tmp_path: Path) -> None:
-    assert_user_error(accord("node", "run", "--config", str(tmp_path / "node.json")), ExitCode.CONFIG, "does not exist")
+    assert_user_error(
+        accord("node", "run", "--config", str(tmp_path / "node.json")),
+        ExitCode.CONFIG,
+        "does not exist",
+    )
 
 
 def test_node_pointed_at_a_hub_that_is_down(tmp_path: Path) -> None:
@@ -71,14 +84,18 @@ def test_node_pointed_at_a_hub_that_is_down(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    (tmp_path / "node.json").write_text(json.dumps({
-        "member": "lone-clinic",
-        "hub_url": f"http://127.0.0.1:{port}",
-        "hub_public_key": "hub/hub.pub",
-        "key": "lone-clinic.key",
-        "database": {"path": "member.duckdb"},
-        "connect_give_up_seconds": 2,
-    }))
+    (tmp_path / "node.json").write_text(
+        json.dumps(
+            {
+                "member": "lone-clinic",
+                "hub_url": f"http://127.0.0.1:{port}",
+                "hub_public_key": "hub/hub.pub",
+                "key": "lone-clinic.key",
+                "database": {"path": "member.duckdb"},
+                "connect_give_up_seconds": 2,
+            }
+        )
+    )
     done = accord("node", "run", "--config", str(tmp_path / "node.json"))
     assert done.returncode == ExitCode.NETWORK
     assert "retrying in" in done.stderr  # it told the operator it was retrying

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import duckdb
+from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
 
 from accord.client import Client
 from accord.privacy.disclosure import apply_count
 from accord.query.scenarios import trial_recruitment
 from accord.trust.audit import verify_log
 from accord.trust.keys import load_identity, load_public
-from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
 
 from .conftest import Running
 
@@ -62,12 +62,17 @@ def test_hub_and_node_audit_logs_record_the_task_and_verify(running: Running) ->
     hub_log = running.layout.hub / "audit.db"
     report = verify_log(hub_log, load_public(running.layout.hub / "hub.pub").verify_key)
     assert report.ok, report.reason
-    from accord.trust.audit import AuditLog  # noqa: F401 - reading entries below
-
     import sqlite3
 
+    from accord.trust.audit import AuditLog  # noqa: F401 - reading entries below
+
     with sqlite3.connect(hub_log) as db:
-        kinds = [k for (k,) in db.execute("SELECT kind FROM audit_entries WHERE body LIKE ?", (f"%{task_id}%",))]
+        kinds = [
+            k
+            for (k,) in db.execute(
+                "SELECT kind FROM audit_entries WHERE body LIKE ?", (f"%{task_id}%",)
+            )
+        ]
     assert kinds.count("task.dispatched") == 1
     assert kinds.count("task.result") == len(running.ids)
     for member in running.ids:

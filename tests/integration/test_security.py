@@ -51,7 +51,13 @@ def test_node_key_cannot_impersonate_another_member(running: Running) -> None:
     first, second = running.ids[0], running.ids[1]
     key = load_identity(running.layout.nodes / first / f"{first}.key")
     url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
-    forged = seal({"version": "x"}, sender=second, recipient="hub", kind=protocol.NODE_HELLO, key=key.signing_key)
+    forged = seal(
+        {"version": "x"},
+        sender=second,
+        recipient="hub",
+        kind=protocol.NODE_HELLO,
+        key=key.signing_key,
+    )
     with connect(url) as socket:
         socket.send(json.dumps(forged))
         reply = json.loads(socket.recv(timeout=10))
@@ -78,7 +84,13 @@ def test_replayed_node_hello_is_refused(running: Running) -> None:
     member = running.ids[0]
     key = load_identity(running.layout.nodes / member / f"{member}.key")
     url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
-    hello = seal({"version": "x"}, sender=member, recipient="hub", kind=protocol.NODE_HELLO, key=key.signing_key)
+    hello = seal(
+        {"version": "x"},
+        sender=member,
+        recipient="hub",
+        kind=protocol.NODE_HELLO,
+        key=key.signing_key,
+    )
     with connect(url) as socket:
         socket.send(json.dumps(hello))
         assert json.loads(socket.recv(timeout=10))["kind"] == protocol.NODE_WELCOME

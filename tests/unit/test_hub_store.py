@@ -36,8 +36,13 @@ def test_double_registration_is_a_clear_error(store: HubStore) -> None:
         register_members(store, "a-clinic")
 
 
-@pytest.mark.parametrize(("role", "kind", "message"), [("admin", None, "unknown role"), ("node", "bakery", "unknown member kind")])
-def test_bad_role_or_kind_is_refused(store: HubStore, role: str, kind: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("role", "kind", "message"),
+    [("admin", None, "unknown role"), ("node", "bakery", "unknown member kind")],
+)
+def test_bad_role_or_kind_is_refused(
+    store: HubStore, role: str, kind: str | None, message: str
+) -> None:
     with pytest.raises(HubError, match=message):
         store.register(generate_identity("x-1").public, role=role, kind=kind)
 
@@ -52,7 +57,12 @@ def test_task_for_unknown_member_is_refused(store: HubStore) -> None:
 def test_first_outcome_wins_and_task_completes(store: HubStore) -> None:
     register_members(store, "a-clinic", "b-clinic")
     store.register(generate_identity("alice").public, role="researcher")
-    task = store.create_task(created_by="alice", analysis={"type": "x"}, sha256="0" * 64, members=["a-clinic", "b-clinic"])
+    task = store.create_task(
+        created_by="alice",
+        analysis={"type": "x"},
+        sha256="0" * 64,
+        members=["a-clinic", "b-clinic"],
+    )
     assert [t for t, _ in store.open_assignments("a-clinic")] == [task]
     assert store.record_outcome(task, "a-clinic", result={"n": 1})
     assert not store.record_outcome(task, "a-clinic", result={"n": 2})

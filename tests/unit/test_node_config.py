@@ -63,5 +63,5 @@ def test_invalid_fields_are_named(tmp_path: Path, change: dict[str, object], fie
 
 def test_missing_database_file(tmp_path: Path) -> None:
     body = {**valid(tmp_path), "database": {"engine": "duckdb", "path": "nowhere.duckdb"}}
-    with pytest.raises(ConfigError, match="nowhere.duckdb does not exist"):
+    with pytest.raises(ConfigError, match=r"nowhere\.duckdb does not exist"):
         load_node_config(write(tmp_path / "node.json", body))

@@ -41,8 +41,12 @@ class StageProgress:
 
 
 def keys(
-    name: Annotated[str, typer.Argument(help="member, hub or researcher name, e.g. northgate-hospital")],
-    directory: Annotated[Path, typer.Option("--dir", help="where to write NAME.key and NAME.pub")] = Path(),
+    name: Annotated[
+        str, typer.Argument(help="member, hub or researcher name, e.g. northgate-hospital")
+    ],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="where to write NAME.key and NAME.pub")
+    ] = Path(),
     overwrite: Annotated[bool, typer.Option(help="replace existing key files")] = False,
 ) -> None:
     """Create an Ed25519 signing key and an X25519 encryption key (private file 0600)."""
@@ -55,7 +59,9 @@ def keys(
 
 
 def synth(
-    out: Annotated[Path, typer.Argument(help="folder for the members' DuckDB files and manifest.json")],
+    out: Annotated[
+        Path, typer.Argument(help="folder for the members' DuckDB files and manifest.json")
+    ],
     members: Annotated[int, typer.Option(min=1, max=50)] = 4,
     persons: Annotated[int, typer.Option(help="persons per member", min=1)] = 5000,
     seed: Annotated[int, typer.Option()] = 7,

@@ -138,9 +138,7 @@ class Hub:
                 )
         else:
             raise TrustError(f"unexpected message kind {kind!r} from node {member!r}")
-        ack = self.seal_for(
-            member, protocol.TASK_ACK, {"task_id": task_id, "accepted": accepted}
-        )
+        ack = self.seal_for(member, protocol.TASK_ACK, {"task_id": task_id, "accepted": accepted})
         link = self.links.get(member)
         if link is not None:
             async with link.lock:

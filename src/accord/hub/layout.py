@@ -52,9 +52,7 @@ class HubLayout:
     def initialise(self) -> Identity:
         """Create keys, the migrated database and the audit log; refuses to clobber a hub."""
         if self.key.exists():
-            raise ConfigError(
-                f"{self.root} already holds a hub key", hint="use another directory"
-            )
+            raise ConfigError(f"{self.root} already holds a hub key", hint="use another directory")
         self.root.mkdir(parents=True, exist_ok=True)
         identity = generate_identity(HUB_NAME)
         write_identity(identity, self.root)

@@ -17,6 +17,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ class Backoff:
     def next(self) -> float:
         delay = min(self.cap, self.first * 2**self.attempt)
         self.attempt += 1
-        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not secrecy
+        jittered: float = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - not a secret
+        return jittered
 
     def reset(self) -> None:
         self.attempt = 0
@@ -95,6 +97,8 @@ class NodeAgent:
         self.guard = ReplayGuard(InMemoryNonceStore())
         self.running: dict[str, asyncio.Task[None]] = {}
         self.socket: ClientConnection | None = None
+        self.connected_once = False
+        self.background: set[asyncio.Task[None]] = set()
         self.send_lock = asyncio.Lock()
 
     # -- envelopes --------------------------------------------------------------------
@@ -133,44 +137,45 @@ class NodeAgent:
         url = self.config.websocket_url + protocol.NODE_CONNECT_PATH
         backoff = Backoff()
         first_failure: float | None = None
-        ever_connected = False
         while not stop.is_set():
             try:
                 async with connect(url, open_timeout=5, max_size=4 * 2**20) as socket:
-                    await self._session(socket, stop)
-                    ever_connected = True
-                    backoff.reset()
-                    first_failure = None
-                    if stop.is_set():
-                        return
-                    self.say(f"lost the hub at {self.config.hub_url}; reconnecting")
+                    await self._session(socket, stop, backoff)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
-                reason = _reason(error)
-                if isinstance(error, ConnectionClosed) and error.rcvd is not None:
-                    if error.rcvd.code == protocol.CLOSE_REFUSED:
-                        raise TrustError(
-                            f"the hub refused node {self.identity.name!r}: {error.rcvd.reason}",
-                            hint="ask the hub operator to register this node's public key",
-                        ) from None
+                self._refused_by_close(error)
+                if self.connected_once:
+                    first_failure = None
                 now = time.monotonic()
                 first_failure = first_failure or now
-                if not ever_connected and now - first_failure >= self.config.connect_give_up_seconds:
+                waited = now - first_failure
+                if not self.connected_once and waited >= self.config.connect_give_up_seconds:
                     raise NetworkError(
-                        f"hub at {self.config.hub_url} is not reachable ({reason})",
+                        f"hub at {self.config.hub_url} is not reachable ({_reason(error)})",
                         hint="start the hub, or check hub_url in the node config",
                     ) from None
                 delay = backoff.next()
-                self.say(f"hub at {self.config.hub_url} unreachable ({reason}); retrying in {delay:.1f}s")
-                try:
+                self.say(
+                    f"hub at {self.config.hub_url} unreachable ({_reason(error)});"
+                    f" reconnecting, retrying in {delay:.1f}s"
+                )
+                with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
             except InvalidURI as error:
                 raise NetworkError(f"hub_url is not a valid URL: {error}") from None
             finally:
                 self.socket = None
 
-    async def _session(self, socket: ClientConnection, stop: asyncio.Event) -> None:
+    def _refused_by_close(self, error: Exception) -> None:
+        closed = error.rcvd if isinstance(error, ConnectionClosed) else None
+        if closed is not None and closed.code == protocol.CLOSE_REFUSED:
+            raise TrustError(
+                f"the hub refused node {self.identity.name!r}: {closed.reason}",
+                hint="ask the hub operator to register this node's public key",
+            ) from None
+
+    async def _session(
+        self, socket: ClientConnection, stop: asyncio.Event, backoff: Backoff
+    ) -> None:
         await socket.send(self._seal(protocol.NODE_HELLO, {"version": __version__}))
         first = json.loads(await socket.recv())
         if isinstance(first, dict) and "error" in first and "sig" not in first:
@@ -180,6 +185,8 @@ class NodeAgent:
             )
         welcome = self._open(first, kind=protocol.NODE_WELCOME)
         self.socket = socket
+        self.connected_once = True
+        backoff.reset()
         self.say(
             f"connected to hub {self.config.hub_url} as {self.identity.name}"
             f" ({welcome.get('open_tasks', 0)} open task(s))"
@@ -190,7 +197,8 @@ class NodeAgent:
         done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
         if receiver in done:
-            receiver.result()  # re-raise the disconnect for the backoff loop
+            receiver.result()  # re-raises an abnormal disconnect for the backoff loop
+            raise ConnectionError("the hub closed the connection")
         else:
             receiver.cancel()
             await socket.close()
@@ -221,7 +229,9 @@ class NodeAgent:
         if stored is not None:
             kind, body = stored
             self.audit.append("task.resent", {"task_id": task_id})
-            asyncio.create_task(self._send(kind, body))
+            resend = asyncio.create_task(self._send(kind, body))
+            self.background.add(resend)
+            resend.add_done_callback(self.background.discard)
             return
         if task_id in self.running:
             return  # already executing; a resync pushed it again
@@ -237,7 +247,7 @@ class NodeAgent:
                 result = await asyncio.to_thread(
                     execute, analysis, self.config.database, self.config.disclosure
                 )
-            except Exception as error:  # noqa: BLE001 - every failure must answer the hub
+            except Exception as error:
                 body: dict[str, Any] = {"task_id": task_id, "reason": _refusal_reason(error)}
                 self.outcomes.put(task_id, protocol.TASK_REFUSED, body)
                 self.audit.append("task.refused", body)

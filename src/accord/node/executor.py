@@ -30,6 +30,7 @@ def profile_for(config: DisclosureConfig) -> SmallCellProfile:
 @contextmanager
 def connect(database: DatabaseConfig) -> Iterator[Any]:
     """A read-only connection to the member's CDM."""
+    connection: Any
     if database.engine == "duckdb":
         import duckdb
 
