@@ -1,0 +1,76 @@
+"""A short way to write queries in Python that reads like the question.
+
+Example:
+    >>> from datetime import date
+    >>> from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
+    >>> q = count_persons(
+    ...     cohort(age_between(45, 75), has_condition(HYPERTENSION), ~has_drug(BETA_BLOCKERS),
+    ...            as_of=date(2025, 12, 31))
+    ... )
+    >>> not_on_beta_blockers = q.cohort.criteria[2]
+    >>> type(not_on_beta_blockers).__name__, not_on_beta_blockers.criterion.concepts.ids
+    ('Not', (21601664,))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import TypeAlias
+
+from accord.query.model import (
+    AgeBetween,
+    Cohort,
+    ConceptSet,
+    CountPersons,
+    Criterion,
+    HasCondition,
+    HasDrugExposure,
+    HasMeasurement,
+    SexIs,
+)
+
+Concepts: TypeAlias = ConceptSet | int | Iterable[int]
+
+
+def concepts(*ids: int, descendants: bool = True, exclude: Iterable[int] = ()) -> ConceptSet:
+    """A concept set: ``concepts(320128, exclude=[...])`` includes descendants by default."""
+    return ConceptSet(tuple(ids), include_descendants=descendants, exclude=tuple(exclude))
+
+
+def _concept_set(spec: Concepts) -> ConceptSet:
+    if isinstance(spec, ConceptSet):
+        return spec
+    if isinstance(spec, int):
+        return ConceptSet((spec,))
+    return ConceptSet(tuple(spec))
+
+
+def age_between(min_age: int, max_age: int) -> AgeBetween:
+    return AgeBetween(min_age, max_age)
+
+
+def sex_is(*concept_ids: int) -> SexIs:
+    return SexIs(tuple(concept_ids))
+
+
+def has_condition(spec: Concepts) -> HasCondition:
+    return HasCondition(_concept_set(spec))
+
+
+def has_drug(spec: Concepts) -> HasDrugExposure:
+    return HasDrugExposure(_concept_set(spec))
+
+
+def has_measurement(
+    spec: Concepts, *, min_value: float | None = None, max_value: float | None = None
+) -> HasMeasurement:
+    return HasMeasurement(_concept_set(spec), min_value=min_value, max_value=max_value)
+
+
+def cohort(*criteria: Criterion, as_of: date) -> Cohort:
+    return Cohort(tuple(criteria), as_of=as_of)
+
+
+def count_persons(of: Cohort) -> CountPersons:
+    return CountPersons(of)

@@ -1,0 +1,44 @@
+"""The engines a query compiles for; adding one is one file here and one line below."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias
+
+from accord.errors import QueryError
+from accord.query.compiler import BaseCompiler
+from accord.query.engines.duckdb import DuckDBCompiler
+from accord.query.engines.postgres import PostgresCompiler
+from accord.query.model import Analysis
+
+Dialect: TypeAlias = Literal["duckdb", "postgres"]
+
+ENGINES: dict[str, type[BaseCompiler]] = {
+    engine.DIALECT: engine for engine in (DuckDBCompiler, PostgresCompiler)
+}
+
+
+def compile_query(query: Analysis, dialect: Dialect, *, schema: str | None = None) -> str:
+    """One SQL statement for ``query`` yielding a single row with the column ``n``.
+
+    ``schema`` names the schema holding the CDM tables; ``None`` uses the connection's
+    search path.
+
+    Example:
+        >>> from datetime import date
+        >>> from accord.query.builders import age_between, cohort, count_persons
+        >>> q = count_persons(cohort(age_between(45, 75), as_of=date(2025, 12, 31)))
+        >>> print(compile_query(q, "duckdb"))
+        SELECT
+          COUNT(DISTINCT p.person_id) AS n
+        FROM person AS p
+        WHERE
+          p.year_of_birth BETWEEN 1950 AND 1980
+    """
+    engine = ENGINES.get(dialect)
+    if engine is None:
+        known = ", ".join(sorted(ENGINES))
+        raise QueryError(f"unknown SQL dialect {dialect!r}; expected one of {known}")
+    return engine(schema=schema).compile(query)
+
+
+__all__ = ["ENGINES", "Dialect", "compile_query"]

@@ -1,0 +1,75 @@
+"""Hypothesis strategies for valid queries, over any concept ids or a small pool."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from hypothesis import strategies as st
+
+from accord.query import (
+    AgeBetween,
+    Cohort,
+    ConceptSet,
+    CountPersons,
+    Criterion,
+    HasCondition,
+    HasDrugExposure,
+    HasMeasurement,
+    Not,
+    SexIs,
+)
+from accord.query.kinds import MAX_CONCEPT_ID
+
+ANY_CONCEPT = st.integers(min_value=1, max_value=MAX_CONCEPT_ID)
+ANY_NUMBER = st.one_of(
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+ANY_DATE = st.dates()
+
+
+@st.composite
+def concept_sets(draw: st.DrawFn, ids: st.SearchStrategy[int]) -> ConceptSet:
+    included = draw(st.lists(ids, min_size=1, max_size=4, unique=True))
+    excluded = draw(st.lists(ids.filter(lambda i: i not in included), max_size=3, unique=True))
+    return ConceptSet(tuple(included), draw(st.booleans()), tuple(excluded))
+
+
+@st.composite
+def ordered_pair(
+    draw: st.DrawFn, values: st.SearchStrategy[float | None]
+) -> tuple[float | None, float | None]:
+    low, high = draw(values), draw(values)
+    if low is not None and high is not None and low > high:
+        low, high = high, low
+    return low, high
+
+
+@st.composite
+def age_ranges(draw: st.DrawFn) -> AgeBetween:
+    low, high = sorted(draw(st.lists(st.integers(0, 150), min_size=2, max_size=2)))
+    return AgeBetween(low, high)
+
+
+def criteria(
+    ids: st.SearchStrategy[int], numbers: st.SearchStrategy[float] = ANY_NUMBER
+) -> st.SearchStrategy[Criterion]:
+    sets = concept_sets(ids)
+    bounds = ordered_pair(st.none() | numbers)
+    leaves: st.SearchStrategy[Criterion] = st.one_of(
+        age_ranges(),
+        st.lists(ids, min_size=1, max_size=3, unique=True).map(lambda c: SexIs(tuple(c))),
+        sets.map(HasCondition),
+        sets.map(HasDrugExposure),
+        st.tuples(sets, bounds).map(lambda t: HasMeasurement(t[0], *t[1])),
+    )
+    return st.recursive(leaves, lambda inner: inner.map(Not), max_leaves=3)
+
+
+def queries(
+    ids: st.SearchStrategy[int] = ANY_CONCEPT,
+    numbers: st.SearchStrategy[float] = ANY_NUMBER,
+    dates: st.SearchStrategy[date] = ANY_DATE,
+) -> st.SearchStrategy[CountPersons]:
+    cohorts = st.builds(Cohort, st.lists(criteria(ids, numbers), max_size=4).map(tuple), dates)
+    return cohorts.map(CountPersons)
