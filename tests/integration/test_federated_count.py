@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import duckdb
-from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
 
 from accord.client import Client
 from accord.privacy.disclosure import apply_count
 from accord.query.scenarios import trial_recruitment
 from accord.trust.audit import verify_log
 from accord.trust.keys import load_identity, load_public
-
-from .conftest import Running
+from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
+from consortium import Running
 
 # Written by hand, independently of the query compiler, as the reference.
 DIRECT_SQL = """

@@ -10,8 +10,7 @@ from pathlib import Path
 from accord.client import Client
 from accord.query.scenarios import trial_recruitment
 from accord.trust.keys import load_identity
-
-from .conftest import Running
+from consortium import Running
 
 
 def audit_kinds(path: Path, task_id: str) -> list[str]:

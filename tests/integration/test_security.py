@@ -17,8 +17,7 @@ from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
 from accord.query.scenarios import trial_recruitment
 from accord.trust.envelope import seal
 from accord.trust.keys import generate_identity, load_identity, write_identity
-
-from .conftest import Running
+from consortium import Running
 
 
 def test_node_with_unregistered_key_is_refused(running: Running, tmp_path: Path) -> None:

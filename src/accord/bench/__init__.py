@@ -21,13 +21,18 @@ BENCHMARKS: dict[str, str] = {
 Progress = Callable[[str, int, int], None]
 
 
-def run(name: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the named benchmark and return its figures."""
+def check_name(name: str) -> str:
+    """The benchmark's module name; a clear error for an unknown benchmark."""
     module_name = BENCHMARKS.get(name)
     if module_name is None:
         raise UserError(
             f"unknown benchmark {name!r}", hint=f"choose one of: {', '.join(sorted(BENCHMARKS))}"
         )
-    module = importlib.import_module(module_name)
+    return module_name
+
+
+def run(name: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the named benchmark and return its figures."""
+    module = importlib.import_module(check_name(name))
     result: dict[str, Any] = module.run(progress=progress)
     return result

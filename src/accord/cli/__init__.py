@@ -32,9 +32,10 @@ def main() -> None:
     try:
         app()
     except UserError as error:
-        err.print(f"[bold red]error:[/] {error.message}", highlight=False)
+        # One line each, never wrapped, so scripts and people read the same thing.
+        err.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
         if error.hint:
-            err.print(f"[dim]  → {error.hint}[/]", highlight=False)
+            err.print(f"[dim]  → {error.hint}[/]", highlight=False, soft_wrap=True)
         sys.exit(int(error.exit_code))
     except KeyboardInterrupt:
         err.print("interrupted")

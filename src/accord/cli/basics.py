@@ -104,6 +104,7 @@ def bench(name: Annotated[str, typer.Argument(help="benchmark name, e.g. synth")
     """Run a named benchmark; the last line printed is one JSON object of its figures."""
     from accord import bench as benchmarks
 
+    benchmarks.check_name(name)
     with progress_bar() as bar:
         result = benchmarks.run(name, progress=StageProgress(bar))
     print(json.dumps(result))

@@ -22,7 +22,7 @@ def run_with_progress(
         console=Console(stderr=True),
         transient=True,
     ) as progress:
-        bar = progress.add_task("waiting for members", total=None)
+        bar = progress.add_task("submitting", total=0)
 
         def update(result: TaskResult) -> None:
             waiting = [m.member for m in result.members if m.status == "pending"]

@@ -96,6 +96,36 @@ def hub_serve(
     )
 
 
+@node_app.command("init")
+def node_init(
+    directory: Annotated[Path, typer.Argument(help="new node directory")],
+    member: Annotated[str, typer.Option(help="member id, e.g. northgate-hospital")],
+    hub_url: Annotated[str, typer.Option(help="the hub's URL, https://...")],
+    hub_public_key: Annotated[Path, typer.Option("--hub-pub", help="the hub's .pub file")],
+    database: Annotated[Path, typer.Option("--db", help="the member's CDM DuckDB file")],
+) -> None:
+    """Create a node directory: this member's keys and a node.json to edit."""
+    from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
+    from accord.trust.keys import generate_identity, load_public, write_identity
+
+    load_public(hub_public_key)  # fail now, not at the first connection
+    config_path = directory / "node.json"
+    if config_path.exists():
+        raise ConfigError(f"{config_path} already exists", hint="use another directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    identity = generate_identity(member)
+    write_identity(identity, directory)
+    config = NodeConfig(
+        member=member,
+        hub_url=hub_url,
+        hub_public_key=hub_public_key.resolve(),
+        key=Path(f"{member}.key"),
+        database=DatabaseConfig(engine="duckdb", path=str(database.resolve())),
+    )
+    write_node_config(config_path, config)
+    console.print(f"wrote {config_path}; register {directory / (member + '.pub')} at the hub")
+
+
 @node_app.command("run")
 def node_run(
     config: Annotated[Path, typer.Option("--config", help="node.json of this member")],

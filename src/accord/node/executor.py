@@ -24,7 +24,11 @@ class Refusal(Exception):
 
 
 def profile_for(config: DisclosureConfig) -> SmallCellProfile:
-    return SmallCellProfile(threshold=config.threshold, rounding=config.rounding)
+    return SmallCellProfile(
+        name=f"small-cell-{config.threshold}-round-{config.rounding}",
+        threshold=config.threshold,
+        rounding=config.rounding,
+    )
 
 
 @contextmanager

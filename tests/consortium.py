@@ -1,0 +1,41 @@
+"""A real consortium for tests: hub and node processes on loopback, stopped afterwards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+from accord.demo import Consortium, DemoLayout, free_port, prepare
+from accord.synth import ConsortiumManifest
+
+MEMBERS = 3
+PERSONS = 400
+
+
+class Running:
+    def __init__(self, consortium: Consortium, manifest: ConsortiumManifest) -> None:
+        self.consortium = consortium
+        self.manifest = manifest
+        self.layout: DemoLayout = consortium.layout
+        self.ids = [m.id for m in manifest.members]
+
+    @property
+    def as_of(self) -> date:
+        return self.manifest.as_of
+
+
+def start_consortium(root: Path) -> Iterator[Running]:
+    port = free_port()
+    manifest = prepare(
+        root, members=MEMBERS, persons=PERSONS, seed=11, hub_url=f"http://127.0.0.1:{port}"
+    )
+    consortium = Consortium(DemoLayout(root), "127.0.0.1", port)
+    try:
+        consortium.start_hub()
+        for member in manifest.members:
+            consortium.start_node(member.id)
+        consortium.wait_connected([m.id for m in manifest.members])
+        yield Running(consortium, manifest)
+    finally:
+        consortium.stop()
