@@ -170,6 +170,7 @@ class Consortium:
 
     def wait_connected(self, members: list[str], timeout: float = 30.0) -> None:
         wanted = set(members)
+
         def ready(body: dict[str, Any]) -> bool:
             return wanted <= set(body["connected"])
 
