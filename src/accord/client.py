@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,15 +78,28 @@ Progress = Callable[[TaskResult], None]
 class Client:
     """Talks to the hub as one researcher; every request is a signed envelope."""
 
-    def __init__(self, hub_url: str, identity: Identity, *, timeout: float = 40.0) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        identity: Identity,
+        *,
+        timeout: float = 40.0,
+        tls_ca: str | Path | None = None,
+    ) -> None:
+        """``tls_ca``: PEM certificates to trust for an HTTPS hub (default: the system's)."""
         self.hub_url = hub_url.rstrip("/")
         self.identity = identity
-        self.http = httpx.Client(base_url=self.hub_url, timeout=timeout)
+        verify: ssl.SSLContext | bool = True
+        if tls_ca is not None:
+            verify = ssl.create_default_context(cafile=str(tls_ca))
+        self.http = httpx.Client(base_url=self.hub_url, timeout=timeout, verify=verify)
         self._hub_name: str | None = None
 
     @classmethod
-    def from_key_file(cls, hub_url: str, key_file: str | Path) -> Client:
-        return cls(hub_url, load_identity(Path(key_file)))
+    def from_key_file(
+        cls, hub_url: str, key_file: str | Path, *, tls_ca: str | Path | None = None
+    ) -> Client:
+        return cls(hub_url, load_identity(Path(key_file)), tls_ca=tls_ca)
 
     def close(self) -> None:
         self.http.close()
@@ -100,6 +114,11 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as error:
+            if "CERTIFICATE_VERIFY_FAILED" in str(error):
+                raise NetworkError(
+                    f"the hub at {self.hub_url} presented a certificate this client does not trust",
+                    hint="pass the hub's CA certificate with --tls-ca (tls_ca= in Python)",
+                ) from None
             raise NetworkError(
                 f"hub at {self.hub_url} is not reachable ({type(error).__name__})",
                 hint="check the hub URL and that the hub is running",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -118,12 +119,14 @@ class Consortium:
     layout: DemoLayout
     host: str
     port: int
+    tls: tuple[Path, Path] | None = None  # (certificate, key): serve HTTPS
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def _spawn(self, name: str, args: list[str]) -> None:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
@@ -142,10 +145,10 @@ class Consortium:
         )
 
     def start_hub(self, timeout: float = 30.0) -> None:
-        self._spawn(
-            "hub",
-            ["hub", "serve", str(self.layout.hub), "--host", self.host, "--port", str(self.port)],
-        )
+        args = ["hub", "serve", str(self.layout.hub), "--host", self.host, "--port", str(self.port)]
+        if self.tls:
+            args += ["--cert", str(self.tls[0]), "--cert-key", str(self.tls[1])]
+        self._spawn("hub", args)
         self._wait(lambda body: True, "the hub to start", timeout)
 
     def start_node(self, member: str) -> None:
@@ -186,7 +189,8 @@ class Consortium:
                         hint=f"see {self.layout.logs / (name + '.log')}",
                     )
             try:
-                body = httpx.get(f"{self.url}/v1/health", timeout=2).json()
+                verify = ssl.create_default_context(cafile=self.tls[0]) if self.tls else True
+                body = httpx.get(f"{self.url}/v1/health", timeout=2, verify=verify).json()
                 if ready(body):
                     return
             except httpx.TransportError:

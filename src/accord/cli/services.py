@@ -153,6 +153,9 @@ def query(
     key: Annotated[Path, typer.Option(help="researcher's .key file")] = Path("researcher.key"),
     members: Annotated[str | None, typer.Option(help="comma-separated member ids")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for every member")] = 120.0,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="PEM certificates to trust for the hub")
+    ] = None,
 ) -> None:
     """Send an analysis to the consortium and print each member's disclosed result."""
     from accord.cli.render import result_table, run_with_progress
@@ -168,7 +171,7 @@ def query(
     except json.JSONDecodeError as error:
         raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
     chosen = [m.strip() for m in members.split(",")] if members else None
-    with Client.from_key_file(hub, key) as client:
+    with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
         result = run_with_progress(client, analysis, chosen, timeout=timeout)
     console.print(result_table(result))
 

@@ -15,6 +15,7 @@ import asyncio
 import json
 import random
 import sqlite3
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -26,7 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from accord import __version__, protocol
-from accord.errors import NetworkError, TrustError, UserError
+from accord.errors import ConfigError, NetworkError, TrustError, UserError
 from accord.node.config import NodeConfig
 from accord.node.executor import Refusal, execute
 from accord.trust.audit import AuditLog
@@ -139,7 +140,9 @@ class NodeAgent:
         first_failure: float | None = None
         while not stop.is_set():
             try:
-                async with connect(url, open_timeout=5, max_size=4 * 2**20) as socket:
+                async with connect(
+                    url, open_timeout=5, max_size=4 * 2**20, ssl=self._tls()
+                ) as socket:
                     await self._session(socket, stop, backoff)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
                 self._refused_by_close(error)
@@ -164,6 +167,15 @@ class NodeAgent:
                 raise NetworkError(f"hub_url is not a valid URL: {error}") from None
             finally:
                 self.socket = None
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.config.websocket_url.startswith("wss://"):
+            return None
+        cafile = str(self.config.tls_ca) if self.config.tls_ca else None
+        try:
+            return ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"cannot load tls_ca {cafile}: {error}") from None
 
     def _refused_by_close(self, error: Exception) -> None:
         closed = error.rcvd if isinstance(error, ConnectionClosed) else None

@@ -48,6 +48,7 @@ class NodeConfig(BaseModel):
     hub_url: str
     hub_public_key: Path
     key: Path
+    tls_ca: Path | None = None  # PEM certificates to trust for the hub; default: the system's
     database: DatabaseConfig
     state_dir: Path = Path("state")
     disclosure: DisclosureConfig = DisclosureConfig()
@@ -78,6 +79,7 @@ class NodeConfig(BaseModel):
                 "hub_public_key": at(self.hub_public_key),
                 "key": at(self.key),
                 "state_dir": at(self.state_dir),
+                "tls_ca": at(self.tls_ca) if self.tls_ca else None,
                 "database": database,
             }
         )

@@ -80,42 +80,42 @@ def duplicate_procedures(procedures: Procedures) -> int:
 @dataclass(frozen=True)
 class Costs:
     event: I64
-    """The visit, procedure or drug exposure index the cost belongs to."""
+    """The visit or drug exposure index the cost belongs to."""
     domain: NDArray[np.int8]
-    """0 visit, 1 procedure, 2 drug."""
+    """Index into ``COST_DOMAINS``."""
     person: I64
     charge: F64
     paid_by_payer: F64
 
 
-COST_DOMAINS = ("Visit", "Procedure", "Drug")
+COST_DOMAINS = ("Visit", "Drug")
 
 
 def draw_costs(events: Events, rng: np.random.Generator) -> Costs:
-    """One cost row per visit, procedure and drug claim, paid mostly by the insurer."""
+    """One cost row per visit claim and per pharmacy claim, paid mostly by the insurer.
+
+    A visit's charge includes the procedures done at it, as a facility claim's total does.
+    """
     visits: Visits = events.visits
+    procedures = events.procedures
     visit_mean = _lookup(visits.concept, VISIT_CHARGE)
-    procedure_mean = _lookup(events.procedures.concept, PROCEDURE_CHARGE)
-    drug_mean = np.full(len(events.drugs), DRUG_FILL_CHARGE)
-    mean = np.concatenate([visit_mean, procedure_mean, drug_mean])
+    linked = procedures.visit >= 0
+    visit_mean = visit_mean + np.bincount(
+        procedures.visit[linked],
+        weights=_lookup(procedures.concept[linked], PROCEDURE_CHARGE),
+        minlength=len(visits),
+    )
+    mean = np.concatenate([visit_mean, np.full(len(events.drugs), DRUG_FILL_CHARGE)])
     charge = np.round(mean * rng.lognormal(-0.08, 0.4, size=len(mean)), 2)
     paid = np.round(charge * rng.uniform(0.7, 0.9, size=len(mean)), 2)
     return Costs(
         event=np.concatenate(
-            [
-                np.arange(len(visits), dtype=np.int64),
-                np.arange(len(events.procedures), dtype=np.int64),
-                np.arange(len(events.drugs), dtype=np.int64),
-            ]
+            [np.arange(len(visits), dtype=np.int64), np.arange(len(events.drugs), dtype=np.int64)]
         ),
         domain=np.concatenate(
-            [
-                np.zeros(len(visits), np.int8),
-                np.ones(len(events.procedures), np.int8),
-                np.full(len(events.drugs), 2, np.int8),
-            ]
+            [np.zeros(len(visits), np.int8), np.ones(len(events.drugs), np.int8)]
         ),
-        person=np.concatenate([visits.person, events.procedures.person, events.drugs.person]),
+        person=np.concatenate([visits.person, events.drugs.person]),
         charge=charge,
         paid_by_payer=paid,
     )

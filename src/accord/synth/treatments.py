@@ -224,7 +224,7 @@ def draw_measurements(
     hypertensive = visits.start >= people.onset["hypertension"][person]
     diabetic = visits.start >= people.onset["diabetes"][person]
 
-    bp_chance = np.where(visits.concept == c.OUTPATIENT_VISIT, profile.blood_pressure_rate, 0.5)
+    bp_chance = np.where(visits.concept == c.OUTPATIENT_VISIT, profile.blood_pressure_rate, 0.3)
     bp_chance = np.minimum(bp_chance * np.where(hypertensive, 1.3, 1.0), 1.0)
     bp = np.flatnonzero(attended & (age >= 3) & (rng.random(size) < bp_chance))
     baseline = rng.normal(0.0, 9.0, size=len(people))
