@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +19,17 @@ from accord.query.scenarios import trial_recruitment
 from accord.trust.envelope import seal
 from accord.trust.keys import generate_identity, load_identity, write_identity
 from consortium import Running
+
+
+def signed_task_request(running: Running) -> dict[str, Any]:
+    researcher = load_identity(running.layout.researcher_key)
+    return seal(
+        {"analysis": trial_recruitment(running.as_of).to_json(), "members": None},
+        sender=researcher.name,
+        recipient="hub",
+        kind=protocol.TASK_CREATE,
+        key=researcher.signing_key,
+    )
 
 
 def test_node_with_unregistered_key_is_refused(running: Running, tmp_path: Path) -> None:
@@ -64,14 +76,7 @@ def test_node_key_cannot_impersonate_another_member(running: Running) -> None:
 
 
 def test_replayed_task_request_is_refused(running: Running) -> None:
-    researcher = load_identity(running.layout.researcher_key)
-    envelope = seal(
-        {"analysis": trial_recruitment(running.as_of).to_json(), "members": None},
-        sender=researcher.name,
-        recipient="hub",
-        kind=protocol.TASK_CREATE,
-        key=researcher.signing_key,
-    )
+    envelope = signed_task_request(running)
     first = httpx.post(f"{running.consortium.url}/v1/tasks", json=envelope)
     assert first.status_code == 200
     replay = httpx.post(f"{running.consortium.url}/v1/tasks", json=envelope)
@@ -101,14 +106,7 @@ def test_replayed_node_hello_is_refused(running: Running) -> None:
 
 @pytest.mark.parametrize("field", ["payload", "ts", "sender"])
 def test_tampered_request_is_refused(running: Running, field: str) -> None:
-    researcher = load_identity(running.layout.researcher_key)
-    envelope = seal(
-        {"analysis": trial_recruitment(running.as_of).to_json(), "members": None},
-        sender=researcher.name,
-        recipient="hub",
-        kind=protocol.TASK_CREATE,
-        key=researcher.signing_key,
-    )
+    envelope = signed_task_request(running)
     tampered = {
         "payload": {**envelope["payload"], "members": [running.ids[0]]},
         "ts": envelope["ts"] + 1,
