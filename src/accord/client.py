@@ -20,8 +20,9 @@ from typing import Any
 import httpx
 
 from accord import protocol
-from accord.errors import HubError, NetworkError
+from accord.errors import ConfigError, HubError, NetworkError
 from accord.privacy.disclosure import DisclosedCount, SmallCellProfile
+from accord.protocol import check_hub_url
 from accord.query import CountPersons
 from accord.trust.envelope import seal
 from accord.trust.keys import Identity, load_identity
@@ -87,11 +88,17 @@ class Client:
         tls_ca: str | Path | None = None,
     ) -> None:
         """``tls_ca``: PEM certificates to trust for an HTTPS hub (default: the system's)."""
-        self.hub_url = hub_url.rstrip("/")
+        try:
+            self.hub_url = check_hub_url(hub_url)
+        except ValueError as error:
+            raise ConfigError(f"hub URL {hub_url!r}: {error}") from None
         self.identity = identity
         verify: ssl.SSLContext | bool = True
         if tls_ca is not None:
-            verify = ssl.create_default_context(cafile=str(tls_ca))
+            try:
+                verify = ssl.create_default_context(cafile=str(tls_ca))
+            except (OSError, ssl.SSLError) as error:
+                raise ConfigError(f"cannot load the CA file {tls_ca}: {error}") from None
         self.http = httpx.Client(base_url=self.hub_url, timeout=timeout, verify=verify)
         self._hub_name: str | None = None
 

@@ -169,7 +169,11 @@ class Consortium:
         process = self.processes.pop(name)
         if process.poll() is None:
             process.send_signal(how)
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def wait_connected(self, members: list[str], timeout: float = 30.0) -> None:
         wanted = set(members)

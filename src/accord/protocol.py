@@ -6,6 +6,8 @@ door between the hub and node rooms: both import it, neither imports the other.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 API_PREFIX = "/v1"
 NODE_CONNECT_PATH = f"{API_PREFIX}/nodes/connect"
 
@@ -34,3 +36,19 @@ def result_info(task_id: str, member: str) -> bytes:
     with any other binding fails.
     """
     return f"accord/result/v1|task={task_id}|member={member}".encode()
+
+
+LOOPBACK_HOSTS = {"localhost", "::1"}
+
+
+def check_hub_url(value: str) -> str:
+    """An https:// hub URL, or plain http:// only on loopback where nothing can listen in."""
+    parsed = urlsplit(value)
+    if parsed.scheme in ("https", "wss") and parsed.hostname:
+        return value.rstrip("/")
+    if parsed.scheme in ("http", "ws") and parsed.hostname:
+        host = parsed.hostname
+        if host in LOOPBACK_HOSTS or host.startswith("127."):
+            return value.rstrip("/")
+        raise ValueError(f"plain http:// is allowed on loopback only, not {host}; use https://")
+    raise ValueError("expected a URL such as https://hub.example.org (http:// on loopback)")

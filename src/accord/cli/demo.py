@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -38,9 +37,12 @@ def demo(
     from accord.query.scenarios import trial_recruitment
     from accord.trust.keys import load_identity
 
-    root = directory or Path(tempfile.mkdtemp(prefix="accord-demo-"))
     if directory is not None and directory.exists() and any(directory.iterdir()):
         raise DataError(f"{directory} is not empty", hint="give an empty or new folder to --dir")
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so children are stopped and files removed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    root = directory or Path(tempfile.mkdtemp(prefix="accord-demo-"))
     host = "127.0.0.1"
     port = port or free_port(host)
     layout = DemoLayout(root)
@@ -101,17 +103,16 @@ def demo(
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve_until_interrupted(url: str) -> None:
     err.print(f"serving at {url}; press Ctrl-C to stop", highlight=False)
-    stopped = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        while not stopped.wait(0.5):
-            pass
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
         err.print("stopping the consortium")
 
 

@@ -81,6 +81,9 @@ def hub_serve(
 
     if (cert is None) != (cert_key is None):
         raise ConfigError("--cert and --cert-key go together", hint="give both or neither")
+    for path in (cert, cert_key):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist", hint="give a PEM file")
     ensure_port_free(host, port)
     app = create_app(directory)
     scheme = "https" if cert else "http"
@@ -93,6 +96,7 @@ def hub_serve(
         ssl_keyfile=str(cert_key) if cert_key else None,
         log_level="warning",
         ws_ping_interval=20,
+        timeout_graceful_shutdown=3,  # long-polls must not hold a restart for 30 s
     )
 
 
@@ -105,23 +109,27 @@ def node_init(
     database: Annotated[Path, typer.Option("--db", help="the member's CDM DuckDB file")],
 ) -> None:
     """Create a node directory: this member's keys and a node.json to edit."""
-    from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
+    from pydantic import ValidationError
+
+    from accord.node.config import DatabaseConfig, NodeConfig, describe, write_node_config
     from accord.trust.keys import generate_identity, load_public, write_identity
 
     load_public(hub_public_key)  # fail now, not at the first connection
     config_path = directory / "node.json"
     if config_path.exists():
         raise ConfigError(f"{config_path} already exists", hint="use another directory")
+    try:
+        config = NodeConfig(
+            member=member,
+            hub_url=hub_url,
+            hub_public_key=hub_public_key.resolve(),
+            key=Path(f"{member}.key"),
+            database=DatabaseConfig(engine="duckdb", path=str(database.resolve())),
+        )
+    except ValidationError as error:
+        raise ConfigError(f"invalid node settings: {describe(error)}") from None
     directory.mkdir(parents=True, exist_ok=True)
-    identity = generate_identity(member)
-    write_identity(identity, directory)
-    config = NodeConfig(
-        member=member,
-        hub_url=hub_url,
-        hub_public_key=hub_public_key.resolve(),
-        key=Path(f"{member}.key"),
-        database=DatabaseConfig(engine="duckdb", path=str(database.resolve())),
-    )
+    write_identity(generate_identity(member), directory)
     write_node_config(config_path, config)
     console.print(f"wrote {config_path}; register {directory / (member + '.pub')} at the hub")
 
@@ -170,7 +178,7 @@ def query(
         analysis = query_from_json(json.loads(text))
     except json.JSONDecodeError as error:
         raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
-    chosen = [m.strip() for m in members.split(",")] if members else None
+    chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
     with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
         result = run_with_progress(client, analysis, chosen, timeout=timeout)
     console.print(result_table(result))

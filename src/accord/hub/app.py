@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -19,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from accord import protocol
-from accord.errors import HubError, QueryError, TrustError
-from accord.hub.aggregation import summarise
+from accord.errors import HubError, QueryError, TrustError, UserError
+from accord.hub.aggregation import accept_count_result, accept_reason, summarise
 from accord.hub.layout import HubLayout
 from accord.hub.store import HubStore
 from accord.query import query_from_json
@@ -38,12 +41,29 @@ log = logging.getLogger("accord.hub")
 MAX_WAIT_SECONDS = 30.0
 
 
+MAX_REQUEST_BYTES = 1 * 2**20
+MAX_ANALYSIS_BYTES = 256 * 2**10  # well under what a node accepts in one frame
+HELLO_TIMEOUT_SECONDS = 10.0
+SEND_TIMEOUT_SECONDS = 10.0
+
+
 @dataclass
 class NodeLink:
     """A connected node's socket; sends are serialised because pushes come from anywhere."""
 
     socket: WebSocket
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, message: dict[str, Any]) -> bool:
+        """Send one message; a node that stops reading is dropped so it reconnects."""
+        try:
+            async with self.lock:
+                await asyncio.wait_for(self.socket.send_json(message), SEND_TIMEOUT_SECONDS)
+            return True
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            with suppress(Exception):
+                await self.socket.close()
+            return False
 
 
 class Hub:
@@ -54,9 +74,16 @@ class Hub:
         self.identity: Identity = layout.identity()
         self.store = HubStore.open_path(layout.database)
         self.audit = AuditLog.open(layout.audit_log, self.identity)
-        self.guard = ReplayGuard(SqliteNonceStore(layout.nonces))
+        self.nonces = SqliteNonceStore(layout.nonces)
+        self.guard = ReplayGuard(self.nonces)
         self.links: dict[str, NodeLink] = {}
         self.changed = asyncio.Condition()
+        self.closing = asyncio.Event()
+
+    def close(self) -> None:
+        self.audit.close()
+        self.nonces.close()
+        self.store.engine.dispose()
 
     @property
     def name(self) -> str:
@@ -101,25 +128,25 @@ class Hub:
         envelope = self.seal_for(
             member, protocol.TASK_RUN, {"task_id": task_id, "analysis": analysis}
         )
-        try:
-            async with link.lock:
-                await link.socket.send_json(envelope)
-        except (WebSocketDisconnect, RuntimeError):
+        if not await link.send(envelope):
             log.info("node %s went away before task %s was pushed; it resyncs", member, task_id)
 
     # -- handling what nodes send -----------------------------------------------------
 
-    async def receive_outcome(self, member: str, message: dict[str, Any]) -> None:
+    async def receive_outcome(self, link: NodeLink, member: str, message: Any) -> None:
+        if not isinstance(message, dict):
+            raise TrustError("message is not a signed envelope")
         kind = message.get("kind")
         if kind == protocol.TASK_RESULT:
             payload = self.open(message, role="node", kind=protocol.TASK_RESULT)
             self._check_sender(message, member)
             task_id = str(payload["task_id"])
-            result = open_json(
+            sealed = open_json(
                 self.identity.encryption_key,
                 str(payload["sealed"]),
                 info=protocol.result_info(task_id, member),
             )
+            result = accept_count_result(sealed)
             accepted = self.store.record_outcome(task_id, member, result=result)
             if accepted:
                 self.audit.append(
@@ -130,7 +157,7 @@ class Hub:
             payload = self.open(message, role="node", kind=protocol.TASK_REFUSED)
             self._check_sender(message, member)
             task_id = str(payload["task_id"])
-            reason = str(payload["reason"])
+            reason = accept_reason(payload.get("reason"))
             accepted = self.store.record_outcome(task_id, member, reason=reason)
             if accepted:
                 self.audit.append(
@@ -138,11 +165,10 @@ class Hub:
                 )
         else:
             raise TrustError(f"unexpected message kind {kind!r} from node {member!r}")
-        ack = self.seal_for(member, protocol.TASK_ACK, {"task_id": task_id, "accepted": accepted})
-        link = self.links.get(member)
-        if link is not None:
-            async with link.lock:
-                await link.socket.send_json(ack)
+        # The ack goes back on the connection the outcome came on, not whichever is newest.
+        await link.send(
+            self.seal_for(member, protocol.TASK_ACK, {"task_id": task_id, "accepted": accepted})
+        )
         await self.notify()
 
     @staticmethod
@@ -164,17 +190,30 @@ def create_app(hub_dir: Path) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.hub = Hub(layout)
+        hub = Hub(layout)
+        app.state.hub = hub
         yield
-        for link in list(app.state.hub.links.values()):
+        hub.closing.set()
+        await hub.notify()
+        for link in list(hub.links.values()):
             with suppress(Exception):
                 await link.socket.close()
+        hub.close()
 
     app = FastAPI(title="Accord hub", version="1", lifespan=lifespan)
 
     def hub_of(app_: Any) -> Hub:
         hub: Hub = app_.state.hub
         return hub
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+            return JSONResponse(
+                {"detail": f"request body over {MAX_REQUEST_BYTES} bytes"}, status_code=413
+            )
+        return await call_next(request)
 
     @app.get(f"{protocol.API_PREFIX}/health")
     async def health() -> dict[str, Any]:
@@ -192,15 +231,19 @@ def create_app(hub_dir: Path) -> FastAPI:
             payload = hub.open(envelope, role="researcher", kind=protocol.TASK_CREATE)
             query = query_from_json(payload.get("analysis"))
         except (TrustError, QueryError) as error:
+            # The sender is only claimed: an unauthenticated request proves nothing.
             hub.audit.append(
-                "task.rejected", {"by": str(envelope.get("sender")), "reason": error.message}
+                "task.rejected",
+                {"claimed_sender": str(envelope.get("sender"))[:64], "reason": error.message},
             )
             raise HTTPException(status_code=_status(error), detail=error.message) from None
         analysis = query.to_json()
-        members = payload.get("members") or [m.id for m in hub.store.members()]
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise HTTPException(422, "members: expected a list of member ids")
-        digest = hashlib.sha256(canonical_json(analysis)).hexdigest()
+        encoded = canonical_json(analysis)
+        if len(encoded) > MAX_ANALYSIS_BYTES:
+            raise HTTPException(413, f"analysis over {MAX_ANALYSIS_BYTES} bytes")
+        all_members = [m.id for m in hub.store.members()]
+        members = _requested_members(payload.get("members"), all_members)
+        digest = hashlib.sha256(encoded).hexdigest()
         researcher = str(envelope["sender"])
         try:
             task_id = hub.store.create_task(
@@ -212,8 +255,7 @@ def create_app(hub_dir: Path) -> FastAPI:
             "task.dispatched",
             {"task_id": task_id, "by": researcher, "analysis_sha256": digest, "members": members},
         )
-        for member in members:
-            await hub.push(member, task_id, analysis)
+        await asyncio.gather(*(hub.push(member, task_id, analysis) for member in members))
         return {"task_id": task_id, "members": members}
 
     @app.post(f"{protocol.API_PREFIX}/tasks/{{task_id}}/wait")
@@ -228,9 +270,13 @@ def create_app(hub_dir: Path) -> FastAPI:
         if view is None or view.created_by != envelope["sender"]:
             raise HTTPException(404, f"no task {task_id} for {envelope['sender']}")
         seen = str(payload.get("seen", ""))
-        timeout = min(float(payload.get("wait_seconds", 0)), MAX_WAIT_SECONDS)
+        timeout = _wait_seconds(payload.get("wait_seconds", 0))
         deadline = asyncio.get_running_loop().time() + timeout
-        while view.status != "done" and _fingerprint(view.to_json()) == seen:
+        while (
+            view.status != "done"
+            and _fingerprint(view.to_json()) == seen
+            and not hub.closing.is_set()
+        ):
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 break
@@ -249,48 +295,57 @@ def create_app(hub_dir: Path) -> FastAPI:
     async def node_connect(socket: WebSocket) -> None:
         hub = hub_of(app)
         await socket.accept()
+        hello: Any = None
         try:
-            hello = await socket.receive_json()
+            text = await asyncio.wait_for(socket.receive_text(), HELLO_TIMEOUT_SECONDS)
+            hello = json.loads(text)
             payload = hub.open(hello, role="node", kind=protocol.NODE_HELLO)
-        except (TrustError, ValueError, KeyError) as error:
-            reason = error.message if isinstance(error, TrustError) else "malformed hello"
-            sender = hello.get("sender") if isinstance(locals().get("hello"), dict) else None
-            hub.audit.append("node.refused", {"claimed": str(sender), "reason": reason})
-            await socket.send_json({"error": reason})
-            await socket.close(code=protocol.CLOSE_REFUSED)
-            return
-        member = str(hello["sender"])
-        previous = hub.links.get(member)
-        link = NodeLink(socket)
-        hub.links[member] = link
-        if previous is not None:
-            with suppress(Exception):
-                await previous.socket.close()
-        open_tasks = hub.store.open_assignments(member)
-        hub.audit.append(
-            "node.connected",
-            {"member": member, "version": str(payload.get("version")), "resync": len(open_tasks)},
-        )
-        async with link.lock:
-            await socket.send_json(
-                hub.seal_for(member, protocol.NODE_WELCOME, {"open_tasks": len(open_tasks)})
-            )
-        for task_id, analysis in open_tasks:
-            await hub.push(member, task_id, analysis)
-        await hub.notify()
-        try:
-            while True:
-                message = await socket.receive_json()
-                try:
-                    await hub.receive_outcome(member, message)
-                except (TrustError, HubError, KeyError, ValueError) as error:
-                    hub.audit.append(
-                        "message.rejected", {"member": member, "reason": str(error)[:200]}
-                    )
-                    async with link.lock:
-                        await socket.send_json({"error": str(error)[:200]})
         except WebSocketDisconnect:
-            pass
+            return
+        except (TimeoutError, TrustError, *MALFORMED) as error:
+            # Before RuntimeError: RecursionError from deeply nested JSON is one.
+            reason = _refusal(error)
+            claimed = hello.get("sender") if isinstance(hello, dict) else None
+            hub.audit.append("node.refused", {"claimed": str(claimed)[:64], "reason": reason})
+            with suppress(Exception):
+                await socket.send_json({"error": reason})
+                await socket.close(code=protocol.CLOSE_REFUSED, reason=reason[:120])
+            return
+        except RuntimeError:
+            return  # the socket closed under us
+        member = str(hello["sender"])
+        link = NodeLink(socket)
+        # Welcome first, then publish the link: nothing may reach the node before it.
+        open_tasks = hub.store.open_assignments(member)
+        welcome = hub.seal_for(member, protocol.NODE_WELCOME, {"open_tasks": len(open_tasks)})
+        if not await link.send(welcome):
+            return
+        previous, hub.links[member] = hub.links.get(member), link
+        try:
+            if previous is not None:
+                with suppress(Exception):
+                    await previous.socket.close()
+            hub.audit.append(
+                "node.connected",
+                {
+                    "member": member,
+                    "version": str(payload.get("version"))[:40],
+                    "resync": len(open_tasks),
+                },
+            )
+            for task_id, analysis in open_tasks:
+                await hub.push(member, task_id, analysis)
+            await hub.notify()
+            while True:
+                text = await socket.receive_text()
+                try:
+                    await hub.receive_outcome(link, member, json.loads(text))
+                except (TrustError, HubError, *MALFORMED) as error:
+                    reason = _refusal(error)
+                    hub.audit.append("message.rejected", {"member": member, "reason": reason})
+                    await link.send({"error": reason})
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            pass  # KeyError: a binary frame where text was expected
         finally:
             if hub.links.get(member) is link:
                 del hub.links[member]
@@ -298,6 +353,38 @@ def create_app(hub_dir: Path) -> FastAPI:
             await hub.notify()
 
     return app
+
+
+# What malformed JSON from a peer can raise while it is parsed or read.
+MALFORMED = (ValueError, KeyError, TypeError, RecursionError)
+
+
+def _refusal(error: BaseException) -> str:
+    if isinstance(error, UserError):
+        return error.message[:200]
+    if isinstance(error, TimeoutError):
+        return "no hello within the time allowed"
+    return f"malformed message ({type(error).__name__})"
+
+
+def _requested_members(requested: Any, all_members: list[str]) -> list[str]:
+    if requested is None:
+        return all_members
+    if (
+        not isinstance(requested, list)
+        or not requested
+        or not all(isinstance(m, str) and m for m in requested)
+    ):
+        raise HTTPException(422, "members: expected a non-empty list of member ids, or null")
+    if len(set(requested)) != len(requested):
+        raise HTTPException(422, "members: each member may be named once")
+    return list(requested)
+
+
+def _wait_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HTTPException(422, "wait_seconds: expected a finite number of seconds")
+    return max(0.0, min(float(value), MAX_WAIT_SECONDS))
 
 
 def _status(error: Exception) -> int:

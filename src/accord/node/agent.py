@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from traceback import format_exception
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,7 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from accord import __version__, protocol
-from accord.errors import ConfigError, NetworkError, TrustError, UserError
+from accord.errors import ConfigError, NetworkError, TrustError
 from accord.node.config import NodeConfig
 from accord.node.executor import Refusal, execute
 from accord.trust.audit import AuditLog
@@ -36,6 +37,9 @@ from accord.trust.hpke import seal_json
 from accord.trust.keys import Identity, PublicIdentity, load_identity, load_public
 
 Say = Callable[[str], None]
+
+WELCOME_TIMEOUT_SECONDS = 10.0
+STABLE_SECONDS = 10.0
 
 
 class Backoff:
@@ -138,14 +142,18 @@ class NodeAgent:
         url = self.config.websocket_url + protocol.NODE_CONNECT_PATH
         backoff = Backoff()
         first_failure: float | None = None
+        started = 0.0
         while not stop.is_set():
             try:
                 async with connect(
-                    url, open_timeout=5, max_size=4 * 2**20, ssl=self._tls()
+                    url, open_timeout=5, max_size=16 * 2**20, ssl=self._tls()
                 ) as socket:
-                    await self._session(socket, stop, backoff)
+                    started = time.monotonic()
+                    await self._session(socket, stop)
             except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as error:
                 self._refused_by_close(error)
+                if self.socket is not None and time.monotonic() - started > STABLE_SECONDS:
+                    backoff.reset()  # only a session that held resets; flapping keeps backing off
                 if self.connected_once:
                     first_failure = None
                 now = time.monotonic()
@@ -185,20 +193,24 @@ class NodeAgent:
                 hint="ask the hub operator to register this node's public key",
             ) from None
 
-    async def _session(
-        self, socket: ClientConnection, stop: asyncio.Event, backoff: Backoff
-    ) -> None:
+    async def _session(self, socket: ClientConnection, stop: asyncio.Event) -> None:
         await socket.send(self._seal(protocol.NODE_HELLO, {"version": __version__}))
-        first = json.loads(await socket.recv())
+        try:
+            first = json.loads(await asyncio.wait_for(socket.recv(), WELCOME_TIMEOUT_SECONDS))
+        except ValueError:
+            raise ConnectionError("the hub answered with something other than JSON") from None
         if isinstance(first, dict) and "error" in first and "sig" not in first:
             raise TrustError(
                 f"the hub refused node {self.identity.name!r}: {first['error']}",
                 hint="ask the hub operator to register this node's public key",
             )
-        welcome = self._open(first, kind=protocol.NODE_WELCOME)
+        try:
+            welcome = self._open(first, kind=protocol.NODE_WELCOME)
+        except TrustError as error:
+            # Not the hub we trust, or a garbled welcome: try again rather than give up.
+            raise ConnectionError(f"the hub's welcome failed checks: {error.message}") from None
         self.socket = socket
         self.connected_once = True
-        backoff.reset()
         self.say(
             f"connected to hub {self.config.hub_url} as {self.identity.name}"
             f" ({welcome.get('open_tasks', 0)} open task(s))"
@@ -217,21 +229,21 @@ class NodeAgent:
 
     async def _receive(self, socket: ClientConnection) -> None:
         async for raw in socket:
-            message = json.loads(raw)
-            if isinstance(message, dict) and "error" in message and "sig" not in message:
-                self.say(f"hub rejected a message: {message['error']}")
-                continue
             try:
+                message = json.loads(raw)
+                if isinstance(message, dict) and "error" in message and "sig" not in message:
+                    self.say(f"hub rejected a message: {str(message['error'])[:200]}")
+                    continue
                 kind = message.get("kind") if isinstance(message, dict) else None
                 payload = self._open(message)
-            except TrustError as error:
-                self.audit.append("message.rejected", {"reason": error.message})
-                self.say(f"ignored a message that failed checks: {error.message}")
-                continue
-            if kind == protocol.TASK_RUN:
-                self._accept_task(payload)
-            elif kind == protocol.TASK_ACK:
-                self.outcomes.ack(str(payload["task_id"]))
+                if kind == protocol.TASK_RUN:
+                    self._accept_task(payload)
+                elif kind == protocol.TASK_ACK:
+                    self.outcomes.ack(str(payload["task_id"]))
+            except (TrustError, ValueError, KeyError, TypeError) as error:
+                reason = error.message if isinstance(error, TrustError) else type(error).__name__
+                self.audit.append("message.rejected", {"reason": reason})
+                self.say(f"ignored a message from the hub that failed checks: {reason}")
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -259,7 +271,10 @@ class NodeAgent:
                 result = await asyncio.to_thread(
                     execute, analysis, self.config.database, self.config.disclosure
                 )
-            except Exception as error:
+            except Exception as error:  # every failure must still answer the hub
+                if not isinstance(error, Refusal):
+                    # Details stay in the node's own log; the hub gets a reason without them.
+                    self.say(f"task {task_id} failed: {''.join(format_exception(error)).strip()}")
                 body: dict[str, Any] = {"task_id": task_id, "reason": _refusal_reason(error)}
                 self.outcomes.put(task_id, protocol.TASK_REFUSED, body)
                 self.audit.append("task.refused", body)
@@ -285,8 +300,6 @@ def _refusal_reason(error: Exception) -> str:
     """A reason safe to send to the hub: ours, or the failure's type, never raw details."""
     if isinstance(error, Refusal):
         return str(error)
-    if isinstance(error, UserError):
-        return error.message
     return f"the analysis failed at the node ({type(error).__name__}); see the node's log"
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from accord.errors import ConfigError
+from accord.protocol import check_hub_url
 
 MEMBER_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
@@ -58,9 +59,7 @@ class NodeConfig(BaseModel):
     @field_validator("hub_url")
     @classmethod
     def _websocket_url(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://", "http://", "https://")):
-            raise ValueError("expected a URL starting with https:// (or http:// on loopback)")
-        return value.rstrip("/")
+        return check_hub_url(value)
 
     @property
     def websocket_url(self) -> str:
@@ -85,6 +84,13 @@ class NodeConfig(BaseModel):
         )
 
 
+def describe(error: ValidationError) -> str:
+    """Every problem of a pydantic validation error, each with its field path."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
+    )
+
+
 def load_node_config(path: Path) -> NodeConfig:
     """Read and validate a node config file; every problem is named with its field."""
     try:
@@ -103,10 +109,7 @@ def load_node_config(path: Path) -> NodeConfig:
     try:
         config = NodeConfig.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"node config {path} is invalid: {problems}") from None
+        raise ConfigError(f"node config {path} is invalid: {describe(error)}") from None
     config = config.resolved(path.parent.resolve())
     db = config.database
     if db.engine == "duckdb":
