@@ -151,7 +151,10 @@ def node_run(
             loop.add_signal_handler(sig, stop.set)
         await agent.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        agent.close()
     err.print("node stopped")
 
 

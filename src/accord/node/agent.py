@@ -84,6 +84,9 @@ class Outcomes:
     def ack(self, task_id: str) -> None:
         self.db.execute("UPDATE outcomes SET acked = 1 WHERE task_id = ?", (task_id,))
 
+    def close(self) -> None:
+        self.db.close()
+
 
 class NodeAgent:
     def __init__(self, config: NodeConfig, *, say: Say = print) -> None:
@@ -105,6 +108,10 @@ class NodeAgent:
         self.connected_once = False
         self.background: set[asyncio.Task[None]] = set()
         self.send_lock = asyncio.Lock()
+
+    def close(self) -> None:
+        self.outcomes.close()
+        self.audit.close()
 
     # -- envelopes --------------------------------------------------------------------
 
