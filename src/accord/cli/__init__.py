@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from accord.cli import basics, demo, services
+from accord.cli import basics, demo, ingest, services
 from accord.errors import UserError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 basics.register(app)
 services.register(app)
 demo.register(app)
+ingest.register(app)
 
 
 def main() -> None:
