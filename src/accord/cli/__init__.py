@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from accord.cli import basics, demo, ingest, services
+from accord.cli import basics, demo, ingest, services, vocab
 from accord.errors import UserError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ basics.register(app)
 services.register(app)
 demo.register(app)
 ingest.register(app)
+vocab.register(app)
 
 
 def main() -> None:
