@@ -338,6 +338,10 @@ class _PostgresLoader(_Loader):
                     f"DELETE FROM {self.table(layout.name)} t WHERE NOT EXISTS "
                     f"(SELECT 1 FROM {self.stage(layout.name)} s WHERE {_key_match(layout)})"
                 )
+            # Fresh statistics, or the planner keeps the empty tables' estimates and picks
+            # nested loops that take hours over millions of concepts.
+            for layout in layouts:
+                self.connection.execute(f"ANALYZE {self.table(layout.name)}")
         except psycopg.Error as exc:
             raise self.database_error(exc, "the vocabulary tables", None) from exc
 
