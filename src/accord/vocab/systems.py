@@ -45,12 +45,23 @@ _VOCABULARY_SYSTEMS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 
+LOCAL_SYSTEM_PREFIX = "urn:accord:vocabulary:"
+"""Code systems without a public URI (a consortium's local concepts, ids from 2,000,000,000)
+travel as ``urn:accord:vocabulary:<vocabulary_id>``."""
+
+
 def vocabulary_for_system(uri: str) -> str | None:
     """The OMOP ``vocabulary_id`` for a FHIR code system URI, or ``None`` if unknown.
 
     A trailing slash is ignored, since senders differ on it.
+
+    >>> vocabulary_for_system("urn:accord:vocabulary:Accord")
+    'Accord'
     """
-    return FHIR_SYSTEM_VOCABULARIES.get(uri.strip().rstrip("/"))
+    uri = uri.strip().rstrip("/")
+    if uri.startswith(LOCAL_SYSTEM_PREFIX) and len(uri) > len(LOCAL_SYSTEM_PREFIX):
+        return uri[len(LOCAL_SYSTEM_PREFIX) :]
+    return FHIR_SYSTEM_VOCABULARIES.get(uri)
 
 
 def system_for_vocabulary(vocabulary_id: str) -> str | None:
