@@ -11,8 +11,6 @@ is therefore not compared:
 * location rows: the ingest writes one location per address it reads, so the member's
   six shared regions come back as one row per person and care site; the places
   themselves (city, state, county, coordinates) are compared per person instead;
-* Accord's local concepts (the flu vaccination procedure): FHIR has no code system
-  for them, so they come back as concept 0 in procedure_occurrence, counted here;
 * condition source values: the Condition carries both the ICD code and the SNOMED
   code, and the ingest keeps the standard coding, so the billed code is not what
   ``condition_source_value`` holds in the copy. The standard concepts match.
@@ -166,15 +164,13 @@ def test_values_dates_and_links_survive(trip: RoundTrip) -> None:
         assert copy == original, sql
 
 
-def test_procedures_match_except_local_concepts(trip: RoundTrip) -> None:
+def test_procedures_match_local_concepts_included(trip: RoundTrip) -> None:
+    """Local concepts travel as urn:accord:vocabulary:<id> and map back to themselves."""
     original, copy = trip.both(
         "SELECT procedure_concept_id, count(*) FROM {db}.procedure_occurrence GROUP BY ALL"
     )
-    local = dict(original).pop(c.FLU_VACCINATION, 0)
-    expected = {k: v for k, v in original if k != c.FLU_VACCINATION} | ({0: local} if local else {})
-    assert dict(copy) == expected
-    unmapped = {(u["code"], u["count"]) for u in trip.report.to_json()["unmapped"]["top"]}
-    assert unmapped == ({("FLU-VACCINATION", local)} if local else set())
+    assert dict(copy) == dict(original)
+    assert trip.report.to_json()["unmapped"]["top"] == []
 
 
 @pytest.mark.parametrize("name", ["hypertension", "type_2_diabetes", "influenza"])
