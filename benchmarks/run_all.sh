@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 accord="${ACCORD:-.venv/bin/accord}"
-for name in synth; do
+for name in synth ingest; do
   "$accord" bench "$name"
 done

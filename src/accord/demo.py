@@ -72,6 +72,55 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+NATIONAL_ID_SYSTEM = "urn:oid:2.16.840.1.113883.4.1"
+
+# How the first members' data arrives; the rest already hold an OMOP CDM.
+SOURCE_FORMATS = ("FHIR R4 ndjson", "legacy CSV (ICD-9-CM)", "OMOP CDM CSV")
+
+
+def arrive_in_source_formats(
+    layout: DemoLayout, manifest: ConsortiumManifest, progress: Progress | None = None
+) -> dict[str, tuple[str, str]]:
+    """Export the first members to source formats and harmonise them back into a CDM.
+
+    Each such member's node then serves the harmonised database, so the federated count
+    runs on data that went through the ingestion pipeline. Returns, per member, the
+    source format and the database file its node uses.
+    """
+    from accord.ingest import CdmTarget, LoadReport
+    from accord.ingest.csv import ingest_csv
+    from accord.ingest.fhir import ingest_fhir
+    from accord.ingest.omop import ingest_omop_csv
+    from accord.synth.export_csv import export_legacy_csv
+    from accord.synth.export_fhir import export_fhir
+    from accord.synth.export_omop import export_omop_csv
+    from accord.vocab import load_starter_vocabulary
+
+    arrived: dict[str, tuple[str, str]] = {}
+    for index, (member, label) in enumerate(zip(manifest.members, SOURCE_FORMATS, strict=False)):
+        original = layout.members / member.db_file
+        source = layout.members / f"{member.id}-source"
+        harmonised = f"{member.id}.harmonised.duckdb"
+        report = LoadReport(kind=label, source=str(source), rejects_path=source / "rejects.ndjson")
+        with CdmTarget.open(layout.members / harmonised) as target:
+            if index == 0:
+                export_fhir(original, source, national_id_system=NATIONAL_ID_SYSTEM)
+                load_starter_vocabulary(target.connection)
+                ingest_fhir(source, target, report, national_id_system=NATIONAL_ID_SYSTEM)
+            elif index == 1:
+                mapping = export_legacy_csv(original, source)
+                load_starter_vocabulary(target.connection)
+                ingest_csv(mapping, target, report)
+            else:
+                export_omop_csv(original, source)
+                ingest_omop_csv(source, target, report)
+        report.write(source / "load-report.json")
+        arrived[member.id] = (label, harmonised)
+        if progress is not None:
+            progress("harmonising source formats", index + 1, len(SOURCE_FORMATS))
+    return arrived
+
+
 def prepare(
     root: Path,
     *,
@@ -80,12 +129,18 @@ def prepare(
     seed: int,
     hub_url: str,
     progress: Progress | None = None,
+    source_formats: bool = False,
 ) -> ConsortiumManifest:
-    """Generate members' data, keys, the hub's registry and each node's config."""
+    """Generate members' data, keys, the hub's registry and each node's config.
+
+    With ``source_formats``, the first members arrive as FHIR, legacy CSV and OMOP CSV
+    and are harmonised before their nodes start.
+    """
     layout = DemoLayout(root)
     manifest = generate_consortium(
         layout.members, members=members, persons_per_member=persons, seed=seed, progress=progress
     )
+    arrived = arrive_in_source_formats(layout, manifest, progress) if source_formats else {}
     hub_identity = HubLayout(layout.hub).initialise()
     store = HubStore.open_path(HubLayout(layout.hub).database)
     researcher = generate_identity(RESEARCHER)
@@ -104,7 +159,10 @@ def prepare(
             hub_public_key=Path("..") / ".." / "hub" / f"{hub_identity.name}.pub",
             key=Path(f"{member.id}.key"),
             database=DatabaseConfig(
-                engine="duckdb", path=str(Path("..") / ".." / "members" / member.db_file)
+                engine="duckdb",
+                path=str(
+                    Path("..") / ".." / "members" / arrived.get(member.id, ("", member.db_file))[1]
+                ),
             ),
         )
         write_node_config(layout.node_config(member.id), config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ def test_demo_once_prints_the_table_and_exits_zero(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        env={**os.environ, "COLUMNS": "200"},  # a wide terminal: one line per member
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -32,6 +34,8 @@ def test_demo_once_prints_the_table_and_exits_zero(tmp_path: Path) -> None:
         assert heading in out
     assert "ground truth" in out
     assert out.count("hospital") >= 1
+    for arrived in ("FHIR R4 ndjson", "legacy CSV (ICD-9-CM)", "OMOP CDM CSV"):
+        assert arrived in out
     # every node was stopped by its signal handler, not killed
     node_logs = [p for p in (tmp_path / "demo" / "logs").glob("*.log") if p.stem != "hub"]
     assert len(node_logs) == 3

@@ -13,11 +13,7 @@ from accord.errors import DataError
 from accord.ingest import CdmTarget, LoadReport
 from accord.ingest.fhir import ingest_fhir
 from accord.vocab import concepts, load_starter_vocabulary
-
-ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
-SNOMED = "http://snomed.info/sct"
-LOINC = "http://loinc.org"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+from fhir_examples import ICD10CM, LOINC, RXNORM, SNOMED, UCUM, coded, condition, encounter, patient
 
 
 @pytest.fixture
@@ -26,43 +22,6 @@ def target(tmp_path: Path) -> Iterator[CdmTarget]:
     load_starter_vocabulary(cdm.connection)
     yield cdm
     cdm.close()
-
-
-def coded(system: str, code: str) -> dict[str, Any]:
-    return {"coding": [{"system": system, "code": code}]}
-
-
-def patient(pid: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Patient",
-        "id": pid,
-        "gender": "female",
-        "birthDate": "1970-05-06",
-        **extra,
-    }
-
-
-def encounter(eid: str, pid: str, kind: str = "AMB", **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Encounter",
-        "id": eid,
-        "status": "finished",
-        "class": {"code": kind},
-        "subject": {"reference": f"Patient/{pid}"},
-        "period": {"start": "2021-02-03T09:00:00+01:00", "end": "2021-02-03T10:00:00+01:00"},
-        **extra,
-    }
-
-
-def condition(cid: str, pid: str, system: str, code: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "resourceType": "Condition",
-        "id": cid,
-        "subject": {"reference": f"Patient/{pid}"},
-        "code": coded(system, code),
-        "onsetDateTime": "2021-02-03",
-        **extra,
-    }
 
 
 def write_ndjson(directory: Path, name: str, resources: list[Any]) -> None:
@@ -336,7 +295,7 @@ def test_bundles_of_each_type_load_with_urn_references(
                 "authoredOn": "2021-02-03",
                 "dispenseRequest": {
                     "quantity": {"value": 60},
-                    "expectedSupplyDuration": {"value": 30, "code": "d"},
+                    "expectedSupplyDuration": {"value": 30, "system": UCUM, "code": "d"},
                 },
             },
         },

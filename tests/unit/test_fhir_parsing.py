@@ -17,6 +17,7 @@ from accord.ingest.fhir.elements import Rejected, reference
 from accord.ingest.fhir.events import EXTRACTORS
 from accord.ingest.fhir.files import discover, read_batches
 from accord.vocab.systems import vocabulary_for_system
+from fhir_examples import BLOOD_PRESSURE
 
 CHOOSER = CodingChooser(vocabulary_for_system)
 
@@ -201,28 +202,6 @@ def test_bundle_entries_without_resources_are_rejected(tmp_path: Path) -> None:
     found, rejects = read_all(tmp_path)
     assert found == ["b.json:entry[0]"]
     assert rejects == [("entry[1]", "a DELETE entry carries no resource to load")]
-
-
-BLOOD_PRESSURE = {
-    "resourceType": "Observation",
-    "id": "bp",
-    "status": "final",
-    "category": [{"coding": [{"code": "vital-signs"}]}],
-    "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-    "subject": {"reference": "Patient/1"},
-    "effectiveDateTime": "2020-05-01",
-    "component": [
-        {
-            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-            "valueQuantity": {
-                "value": value,
-                "system": "http://unitsofmeasure.org",
-                "code": "mm[Hg]",
-            },
-        }
-        for code, value in (("8480-6", 120), ("8462-4", 80))
-    ],
-}
 
 
 def test_a_blood_pressure_panel_gives_one_event_per_component() -> None:

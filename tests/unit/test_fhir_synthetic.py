@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from accord.bench import ingest as bench_ingest
 from accord.ingest import CdmTarget, LoadReport
 from accord.ingest.fhir import ingest_fhir
 from accord.ingest.fhir.synthetic import write_bulk_export
@@ -56,3 +57,18 @@ def test_a_synthetic_export_loads_without_rejects_and_reloads_to_nothing(tmp_pat
     ingest_fhir(tmp_path / "export", target, again)
     assert again.rows_total == 0
     target.close()
+
+
+def test_bench_reports_resources_per_second(tmp_path: Path) -> None:
+    result = bench_ingest.run(persons=30)
+    written = write_bulk_export(tmp_path, persons=30, seed=bench_ingest.SEED)
+    assert result["bench"] == "ingest"
+    assert result["metric"] == "resources_per_second"
+    assert result["unit"] == "resources/s"
+    assert result["resources"] == sum(written.values())
+    # Every resource gives at least one row; a blood pressure panel gives two.
+    assert result["rows"] > result["resources"]
+    assert result["value"] > 0
+    assert result["seconds"] > 0
+    assert result["baseline"] is None
+    assert result["ratio"] is None

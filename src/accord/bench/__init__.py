@@ -16,6 +16,7 @@ from accord.errors import UserError
 
 BENCHMARKS: dict[str, str] = {
     "synth": "accord.bench.synth",
+    "ingest": "accord.bench.ingest",
 }
 
 Progress = Callable[[str, int, int], None]

@@ -32,7 +32,7 @@ def demo(
 ) -> None:
     """Start a hub and one node per synthetic member, then run the trial-recruitment count."""
     from accord.client import Client
-    from accord.demo import Consortium, DemoLayout, free_port, prepare
+    from accord.demo import SOURCE_FORMATS, Consortium, DemoLayout, free_port, prepare
     from accord.privacy.disclosure import apply_count
     from accord.query.scenarios import trial_recruitment
     from accord.trust.keys import load_identity
@@ -56,8 +56,11 @@ def demo(
                 seed=seed,
                 hub_url=f"http://{host}:{port}",
                 progress=StageProgress(bar),
+                source_formats=True,
             )
         ids = [m.id for m in manifest.members]
+        sources = dict.fromkeys(ids, "OMOP CDM (DuckDB)")
+        sources.update(zip(ids, SOURCE_FORMATS, strict=False))
         with Consortium(layout, host, port) as consortium:
             with err.status("starting the hub and nodes"):
                 consortium.start_hub()
@@ -75,6 +78,7 @@ def demo(
             console.print(
                 result_table(
                     result,
+                    sources=sources,
                     title="Scenario 1 · trial recruitment: aged 45–75, hypertension, "
                     "no beta blocker",
                 )

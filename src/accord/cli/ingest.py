@@ -202,5 +202,50 @@ def fhir(
     )
 
 
+@ingest_app.command("csv")
+def csv(
+    mapping: Annotated[
+        Path,
+        typer.Argument(
+            help="the member's YAML mapping file describing its CSV files",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    db: DbOption,
+    schema: SchemaOption = None,
+    report: ReportOption = None,
+    rejects: RejectsOption = DEFAULT_REJECTS,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="folder holding the CSV files (default: the mapping file's folder)",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Load a member's own CSV files as its mapping file describes them.
+
+    The mapping file is checked whole before any row is read. A target without any
+    vocabulary first gets the starter vocabulary, and the report says so.
+    """
+    from accord.ingest.csv import ingest_csv
+    from accord.vocab import STARTER_VOCABULARY_VERSION, load_starter_vocabulary
+
+    def load(target: CdmTarget, load_report: LoadReport, progress: Progress) -> None:
+        if not target.has_rows("concept"):
+            load_starter_vocabulary(target.connection)
+            load_report.note(
+                f"the target had no vocabulary: loaded {STARTER_VOCABULARY_VERSION} first"
+            )
+        ingest_csv(mapping, target, load_report, data_dir=data_dir, progress=progress)
+
+    run_ingest(
+        "csv", str(mapping), load, db=db, schema=schema, report_file=report, rejects_file=rejects
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ingest_app, name="ingest")

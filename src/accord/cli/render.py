@@ -33,18 +33,28 @@ def run_with_progress(
         return client.run(analysis, members, timeout=timeout, on_update=update)
 
 
-def result_table(result: TaskResult, *, title: str = "Federated count") -> Table:
+def result_table(
+    result: TaskResult, *, title: str = "Federated count", sources: dict[str, str] | None = None
+) -> Table:
+    """Each member's disclosed figure and rule, then the total; ``sources`` adds a column
+    saying in which format each member's data arrived."""
     table = Table(title=title, title_justify="left")
     table.add_column("member")
     table.add_column("kind")
+    if sources is not None:
+        table.add_column("data arrived as")
     table.add_column("count", justify="right")
     table.add_column("disclosure rule applied")
     for m in result.members:
+        lead = [m.member, m.kind or ""] + ([sources.get(m.member, "")] if sources else [])
         if m.count is not None and m.profile is not None:
-            table.add_row(m.member, m.kind or "", m.count.display, m.count.rule)
+            table.add_row(*lead, m.count.display, m.count.rule)
         else:
-            table.add_row(m.member, m.kind or "", f"[red]{m.status}[/]", m.reason or "")
+            table.add_row(*lead, f"[red]{m.status}[/]", m.reason or "")
     if result.total is not None:
         table.add_section()
-        table.add_row("[bold]total[/]", "", f"[bold]{result.total.display}[/]", result.total.rule)
+        blank = [""] * (2 if sources else 1)
+        table.add_row(
+            "[bold]total[/]", *blank, f"[bold]{result.total.display}[/]", result.total.rule
+        )
     return table

@@ -175,6 +175,22 @@ def matching_keys(names: SqlNames, stage: str, *, this_load_only: bool) -> str:
     return sql
 
 
+def loaded_row_ids(names: SqlNames, stage: str) -> str:
+    """Positions of staged keys already in ``accord_provenance`` with the id of their row.
+
+    Rows without an integer primary key record no id and are left out. Parameters: the
+    CDM table.
+    """
+    return (
+        f"SELECT s.{names.column(POSITION)}, p.{names.column('row_id')} "
+        f"FROM {names.temporary(stage)} AS s "
+        f"JOIN {names.table(PROVENANCE_TABLE)} AS p "
+        f"ON p.{names.column('source_key')} = s.{names.column(SOURCE_KEY)} "
+        f"WHERE p.{names.column('cdm_table')} = {names.param} "
+        f"AND p.{names.column('row_id')} IS NOT NULL"
+    )
+
+
 def record_load(names: SqlNames) -> str:
     """Insert one ``accord_loads`` row; parameters in the table's column order."""
     columns = [column for column, _, _ in _LOADS_COLUMNS]

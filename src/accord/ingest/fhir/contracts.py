@@ -51,6 +51,8 @@ class Load(Protocol):
 
     def existing_keys(self, table: str, source_keys: pa.Array) -> pa.Array: ...
 
+    def existing_ids(self, table: str, source_keys: pa.Array) -> pa.Array: ...
+
 
 class Mapper(Protocol):
     """Source codes to standard concepts; one code may give several rows."""

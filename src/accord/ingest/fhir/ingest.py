@@ -80,7 +80,7 @@ def ingest_fhir(
             load,
             report,
             mapping_version=f"{MAPPING_VERSION} (vocabulary {vocabulary})",
-            existing_ids=provenance_ids(target),
+            existing_ids=provenance_ids(load),
         )
         mapper = ConceptMapper.from_connection(target.connection, schema=target.schema)
         run = _Run(report, writer, mapper, national_id_system, _Progress(sources, progress))

@@ -330,7 +330,9 @@ def _medications(rng: np.random.Generator, people: _People, visits: _Visits) -> 
         _instant(visits.start[visit]),
         '","dispenseRequest":{"quantity":{"value":',
         _text(rng.integers(1, 4, n) * 30),
-        '},"expectedSupplyDuration":{"value":30,"unit":"days","code":"d"}}}',
+        # R4's Duration invariant drt-1: a coded duration SHALL name UCUM as its system.
+        '},"expectedSupplyDuration":{"value":30,"unit":"days",'
+        f'"system":"{UCUM}","code":"d"}}}}}}',
     )
 
 

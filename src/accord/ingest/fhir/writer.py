@@ -18,8 +18,6 @@ from numpy.typing import NDArray
 
 from accord.ingest.fhir.contracts import Load, Report
 from accord.ingest.fhir.tables import cdm_rows
-from accord.ingest.provenance import PROVENANCE_TABLE
-from accord.ingest.target import CdmTarget
 
 ExistingIds = Callable[[str, list[str]], NDArray[np.int64]]
 """The ids of rows an earlier load inserted, given their table and source keys."""
@@ -111,24 +109,12 @@ def _mask(values: Any) -> NDArray[np.bool_]:
     return np.asarray(values, dtype=bool)
 
 
-def provenance_ids(target: CdmTarget) -> ExistingIds:
-    """Look up earlier rows' ids in ``accord_provenance``, inside the running load."""
-    names = target.names
-    sql = (
-        f"SELECT {names.column('source_key')}, {names.column('row_id')} "
-        f"FROM {names.table(PROVENANCE_TABLE)} "
-        f"WHERE {names.column('cdm_table')} = {names.param} "
-        f"AND {names.column('source_key')} IN (SELECT unnest({names.param}))"
-    )
+def provenance_ids(load: Load) -> ExistingIds:
+    """Earlier rows' ids from ``accord_provenance``, read in bulk inside the running load."""
 
     def lookup(table: str, wanted: list[str]) -> NDArray[np.int64]:
-        if target.dialect == "duckdb":
-            rows = target.connection.execute(sql, [table, wanted]).fetchall()
-        else:
-            with target.connection.cursor() as cursor:
-                cursor.execute(sql, (table, wanted))
-                rows = cursor.fetchall()
-        found: dict[str, int] = {key: row_id for key, row_id in rows if row_id is not None}
-        return np.fromiter((found.get(k, -1) for k in wanted), dtype=np.int64, count=len(wanted))
+        ids = load.existing_ids(table, pa.array(wanted, type=pa.string()))
+        found: NDArray[np.int64] = pc.fill_null(ids, -1).to_numpy()
+        return found
 
     return lookup
