@@ -100,3 +100,60 @@ def test_garbage_on_a_node_socket_does_not_take_the_hub_down(running: Running) -
     running.consortium.start_node(member)
     running.consortium.wait_connected(running.ids, timeout=60)
     assert_hub_still_answers(running)
+
+
+def test_a_result_that_breaks_its_disclosure_profile_is_refused(running: Running) -> None:
+    """A faulty node's unsuppressed small cell with rows attached is never released."""
+    from accord.privacy.disclosure import SmallCellProfile
+    from accord.trust.hpke import seal_json
+    from accord.trust.keys import load_public
+
+    member = running.ids[0]
+    running.consortium.stop_node(member)
+    key = load_identity(running.layout.nodes / member / f"{member}.key")
+    hub_public = load_public(running.layout.hub / "hub.pub")
+    url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
+    try:
+        with (
+            Client(running.consortium.url, load_identity(running.layout.researcher_key)) as client,
+            connect(url) as socket,
+        ):
+            hello = seal(
+                {"version": "t"},
+                sender=member,
+                recipient="hub",
+                kind=protocol.NODE_HELLO,
+                key=key.signing_key,
+            )
+            socket.send(json.dumps(hello))
+            assert json.loads(socket.recv(timeout=10))["kind"] == protocol.NODE_WELCOME
+            task_id = client.submit(trial_recruitment(running.as_of), members=[member])
+            task = json.loads(socket.recv(timeout=10))
+            while task["payload"].get("task_id") != task_id:  # earlier open tasks come first
+                task = json.loads(socket.recv(timeout=10))
+            forged = {
+                "analysis": "count_persons",
+                "disclosed": {"value": 3, "display": "3", "suppressed": False, "rule": "none"},
+                "profile": SmallCellProfile().to_json(),
+                "rows": [{"person_id": 1}],
+            }
+            sealed = seal_json(
+                hub_public.encryption_key, forged, info=protocol.result_info(task_id, member)
+            )
+            result = seal(
+                {"task_id": task_id, "sealed": sealed},
+                sender=member,
+                recipient="hub",
+                kind=protocol.TASK_RESULT,
+                key=key.signing_key,
+            )
+            socket.send(json.dumps(result))
+            outcome = client.wait(task_id, timeout=30)
+    finally:
+        running.consortium.start_node(member)
+        running.consortium.wait_connected(running.ids, timeout=60)
+    share = outcome.members[0]
+    assert share.status == "refused"
+    assert share.count is None
+    assert share.reason is not None
+    assert "rows" in share.reason

@@ -146,13 +146,24 @@ class Hub:
                 str(payload["sealed"]),
                 info=protocol.result_info(task_id, member),
             )
-            result = accept_count_result(sealed)
-            accepted = self.store.record_outcome(task_id, member, result=result)
-            if accepted:
-                self.audit.append(
-                    "task.result",
-                    {"task_id": task_id, "member": member, "display": _display(result)},
-                )
+            try:
+                result = accept_count_result(sealed)
+            except ValueError as error:
+                # Fail closed but finish: the member's share ends refused, nothing released.
+                reason = f"the hub refused the member's result: {error}"[:500]
+                accepted = self.store.record_outcome(task_id, member, reason=reason)
+                if accepted:
+                    self.audit.append(
+                        "task.result.refused",
+                        {"task_id": task_id, "member": member, "reason": reason},
+                    )
+            else:
+                accepted = self.store.record_outcome(task_id, member, result=result)
+                if accepted:
+                    self.audit.append(
+                        "task.result",
+                        {"task_id": task_id, "member": member, "display": _display(result)},
+                    )
         elif kind == protocol.TASK_REFUSED:
             payload = self.open(message, role="node", kind=protocol.TASK_REFUSED)
             self._check_sender(message, member)
