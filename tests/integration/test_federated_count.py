@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import duckdb
 
 from accord.client import Client
@@ -61,9 +63,6 @@ def test_hub_and_node_audit_logs_record_the_task_and_verify(running: Running) ->
     hub_log = running.layout.hub / "audit.db"
     report = verify_log(hub_log, load_public(running.layout.hub / "hub.pub").verify_key)
     assert report.ok, report.reason
-    import sqlite3
-
-    from accord.trust.audit import AuditLog  # noqa: F401 - reading entries below
 
     with sqlite3.connect(hub_log) as db:
         kinds = [
