@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,41 @@ def test_demo_refuses_a_non_empty_directory(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "not empty" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_demo_serves_until_interrupted_then_stops_every_child(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "accord",
+            "demo",
+            "--members",
+            "3",
+            "--persons",
+            "1000",
+            "--dir",
+            str(tmp_path / "demo"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        assert demo.stderr is not None
+        for line in demo.stderr:
+            if "press Ctrl-C to stop" in line:
+                break
+        else:
+            raise AssertionError("the demo never said it was serving")
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 0
+    node_logs = [p for p in (tmp_path / "demo" / "logs").glob("*.log") if p.stem != "hub"]
+    assert len(node_logs) == 3
+    for log in node_logs:
+        assert "node stopped" in log.read_text(), log.name

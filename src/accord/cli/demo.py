@@ -112,8 +112,8 @@ def _interrupt(*_: object) -> None:
 
 
 def _serve_until_interrupted(url: str) -> None:
-    err.print(f"serving at {url}; press Ctrl-C to stop", highlight=False)
     try:
+        err.print(f"serving at {url}; press Ctrl-C to stop", highlight=False)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
