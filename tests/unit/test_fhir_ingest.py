@@ -258,6 +258,95 @@ def test_unmapped_codes_get_concept_zero_and_are_listed(tmp_path: Path, target: 
     }
 
 
+def billed(cid: str, *codings: tuple[str, str]) -> dict[str, Any]:
+    """A Condition whose code carries several codings, as a claim-derived record does."""
+    resource = condition(cid, "p1", SNOMED, "replaced")
+    resource["code"] = {"coding": [{"system": system, "code": code} for system, code in codings]}
+    return resource
+
+
+CONDITION_CODES = (
+    "SELECT condition_concept_id, condition_source_value, condition_source_concept_id "
+    "FROM condition_occurrence ORDER BY 2"
+)
+
+
+def test_the_billed_code_is_the_source_and_its_mapping_the_concept(
+    tmp_path: Path, target: CdmTarget
+) -> None:
+    export = tmp_path / "export"
+    write_ndjson(export, "Patient.ndjson", [patient("p1")])
+    # The standard coding first, so the order of codings is not what decides.
+    write_ndjson(export, "Condition.ndjson", [billed("c1", (SNOMED, "59621000"), (ICD10CM, "I10"))])
+    report = load(export, target)
+    assert report.reject_count == 0
+    assert rows(target, CONDITION_CODES) == [(concepts.HYPERTENSION, "I10", concepts.ICD10CM_I10)]
+    assert dict(report.unmapped_codes) == {}
+
+
+def test_an_unmapped_billed_code_takes_its_concept_from_the_standard_coding(
+    tmp_path: Path, target: CdmTarget
+) -> None:
+    add_local_codes(target, {"Z00.NONE": []})
+    export = tmp_path / "export"
+    write_ndjson(export, "Patient.ndjson", [patient("p1")])
+    write_ndjson(
+        export,
+        "Condition.ndjson",
+        [
+            billed("known", (ICD10CM, "Z00.NONE"), (SNOMED, "44054006")),
+            billed("unknown", (ICD10CM, "Q99.9"), (SNOMED, "44054006")),
+            billed("neither", (ICD10CM, "Q99.8"), (SNOMED, "999999999")),
+        ],
+    )
+    report = load(export, target)
+    assert rows(target, CONDITION_CODES) == [
+        (0, "Q99.8", 0),
+        (concepts.TYPE_2_DIABETES, "Q99.9", 0),
+        (concepts.TYPE_2_DIABETES, "Z00.NONE", 2_100_000_000),
+    ]
+    # Only the row left without a concept is reported, under the code it was billed as.
+    assert dict(report.unmapped_codes) == {("ICD10CM", "Q99.8"): 1}
+
+
+def test_a_standard_coding_alone_is_its_own_source(tmp_path: Path, target: CdmTarget) -> None:
+    export = tmp_path / "export"
+    write_ndjson(export, "Patient.ndjson", [patient("p1")])
+    write_ndjson(export, "Condition.ndjson", [billed("c1", (SNOMED, "59621000"))])
+    load(export, target)
+    assert rows(target, CONDITION_CODES) == [
+        (concepts.HYPERTENSION, "59621000", concepts.HYPERTENSION)
+    ]
+
+
+def test_the_standard_concepts_domain_routes_a_billed_code(
+    tmp_path: Path, target: CdmTarget
+) -> None:
+    add_local_codes(target, {"Z00.PROC": [concepts.ECG], "Z00.NONE": []})
+    export = tmp_path / "export"
+    write_ndjson(export, "Patient.ndjson", [patient("p1")])
+    write_ndjson(
+        export,
+        "Condition.ndjson",
+        [
+            billed("mapped", (ICD10CM, "Z00.PROC"), (SNOMED, "59621000")),
+            billed("fallback", (ICD10CM, "Z00.NONE"), (LOINC, "4548-4")),
+        ],
+    )
+    load(export, target)
+    assert rows(
+        target,
+        "SELECT procedure_concept_id, procedure_source_value, procedure_source_concept_id "
+        "FROM procedure_occurrence",
+    ) == [(concepts.ECG, "Z00.PROC", 2_100_000_000)]
+    assert rows(
+        target,
+        "SELECT measurement_concept_id, measurement_source_value, "
+        "measurement_source_concept_id FROM measurement",
+    ) == [(concepts.HBA1C, "Z00.NONE", 2_100_000_001)]
+    assert count(target, "condition_occurrence") == 0
+
+
 BUNDLE_TYPES = ["collection", "transaction", "searchset"]
 
 

@@ -1,9 +1,13 @@
 """From FHIR codings to OMOP concepts, in bulk.
 
 A CodeableConcept may carry several codings for the same idea (a SNOMED code and its
-ICD-10-CM billing code). One is chosen: the first in a standard vocabulary, else the
-first in any vocabulary the member's mapping knows, else the first at all, which is kept
-as a source value and reported unmapped. The chosen codes of a whole batch go to the
+ICD-10-CM billing code). :meth:`CodingChooser.choose` picks what the record means: the
+first coding in a standard vocabulary, else the first in any vocabulary the member's
+mapping knows, else the first at all, which is kept as a source value and reported
+unmapped. :meth:`CodingChooser.choose_recorded` picks what was recorded, as the CDM's
+``*_source_value`` and ``*_source_concept_id`` want it: the first coding in a known
+non-standard vocabulary (the billed code), with the standard coding kept beside it for
+when the billed code maps to nothing. The chosen codes of a whole batch go to the
 concept mapper once per vocabulary, each distinct code once.
 """
 
@@ -37,11 +41,16 @@ MAPPED_SCHEMA: Final = pa.schema(
 
 
 class Code(NamedTuple):
-    """A chosen coding: its vocabulary id (or its system URI when unknown) and code."""
+    """A chosen coding: its vocabulary id (or its system URI when unknown) and code.
+
+    ``standard`` is a standard coding of the same concept that supplies the concept when
+    this code maps to none.
+    """
 
     vocabulary: str
     code: str
     known: bool
+    standard: Code | None = None
 
 
 class CodingChooser:
@@ -65,11 +74,37 @@ class CodingChooser:
         >>> chooser = CodingChooser({"http://snomed.info/sct": "SNOMED"}.get)
         >>> chooser.choose({"coding": [{"system": "urn:local", "code": "7"},
         ...                            {"system": "http://snomed.info/sct", "code": "1"}]})
-        Code(vocabulary='SNOMED', code='1', known=True)
+        Code(vocabulary='SNOMED', code='1', known=True, standard=None)
         """
+        standard, first_known, first_any = self._scan(concept)
+        return standard or first_known or first_any
+
+    def choose_recorded(self, concept: Any) -> Code | None:
+        """The coding as recorded at the source, or ``None`` if it has no code.
+
+        A billed code in a known vocabulary wins over a standard one and carries that
+        standard coding along; with no such code this is :meth:`choose`.
+
+        >>> chooser = CodingChooser(
+        ...     {"http://snomed.info/sct": "SNOMED", "urn:icd": "ICD10CM"}.get
+        ... )
+        >>> chooser.choose_recorded({"coding": [{"system": "http://snomed.info/sct", "code": "1"},
+        ...                                     {"system": "urn:icd", "code": "I10"}]})
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Code(vocabulary='ICD10CM', code='I10', known=True,
+             standard=Code(vocabulary='SNOMED', code='1', known=True, standard=None))
+        """
+        standard, first_known, first_any = self._scan(concept)
+        if first_known is not None:
+            return first_known._replace(standard=standard)
+        return standard or first_any
+
+    def _scan(self, concept: Any) -> tuple[Code | None, Code | None, Code | None]:
+        """The first standard, first other known, and first unknown coding."""
         codings = concept.get("coding") if isinstance(concept, dict) else None
         if not isinstance(codings, list):
-            return None
+            return None, None, None
+        standard: Code | None = None
         first_known: Code | None = None
         first_any: Code | None = None
         for coding in codings:
@@ -83,12 +118,12 @@ class CodingChooser:
             if vocabulary is None:
                 if first_any is None:
                     first_any = Code(system if isinstance(system, str) else NO_SYSTEM, code, False)
-                continue
-            if vocabulary in STANDARD_VOCABULARIES:
-                return Code(vocabulary, code, True)
-            if first_known is None:
+            elif vocabulary in STANDARD_VOCABULARIES:
+                if standard is None:
+                    standard = Code(vocabulary, code, True)
+            elif first_known is None:
                 first_known = Code(vocabulary, code, True)
-        return first_known or first_any
+        return standard, first_known, first_any
 
 
 def map_codes(
@@ -97,15 +132,28 @@ def map_codes(
     vocabularies: pa.Array,
     codes: pa.Array,
     known: pa.Array,
+    *,
+    standard_vocabularies: pa.Array | None = None,
+    standard_codes: pa.Array | None = None,
 ) -> pa.Table:
     """Map each input code; a code mapping to two concepts gives two rows.
 
     Returns :data:`MAPPED_SCHEMA` rows sorted by input ``row`` then ``concept_id``; every
-    non-null input has at least one row, with ``concept_id`` 0 when unmapped. Unmapped
-    codes are reported with the number of inputs that carried them. Null codes (no
-    coding to map) get no row.
+    non-null input has at least one row, with ``concept_id`` 0 when unmapped. Where a code
+    maps to nothing and the row has a standard code too, that code's concepts stand in,
+    keeping the first code's ``source_concept_id``. Codes left unmapped are reported with
+    the number of inputs that carried them. Null codes (no coding to map) get no row.
     """
-    inputs = pa.table(
+    inputs = _inputs(vocabularies, codes, known)
+    mapped = _map_inputs(mapper, inputs)
+    if standard_vocabularies is not None and standard_codes is not None:
+        mapped = _fall_back(mapper, mapped, codes, standard_vocabularies, standard_codes)
+    _report_unmapped(report, inputs, mapped)
+    return mapped
+
+
+def _inputs(vocabularies: pa.Array, codes: pa.Array, known: pa.Array) -> pa.Table:
+    return pa.table(
         {
             "row": pa.array(np.arange(len(codes), dtype=np.int64)),
             "vocabulary": vocabularies,
@@ -113,6 +161,9 @@ def map_codes(
             "known": pc.fill_null(known, False),
         }
     ).filter(pc.is_valid(codes))
+
+
+def _map_inputs(mapper: Mapper, inputs: pa.Table) -> pa.Table:
     pieces: list[pa.Table] = []
     for vocabulary in pc.unique(inputs.column("vocabulary")).to_pylist():
         group = inputs.filter(
@@ -123,13 +174,48 @@ def map_codes(
     unknown = inputs.filter(pc.invert(inputs.column("known")))
     if unknown.num_rows:
         pieces.append(_unmapped_rows(unknown.column("row")))
-    mapped = (
-        pa.concat_tables(pieces).sort_by([("row", "ascending"), ("concept_id", "ascending")])
-        if pieces
-        else MAPPED_SCHEMA.empty_table()
+    if not pieces:
+        return MAPPED_SCHEMA.empty_table()
+    return pa.concat_tables(pieces).sort_by([("row", "ascending"), ("concept_id", "ascending")])
+
+
+def _fall_back(
+    mapper: Mapper,
+    mapped: pa.Table,
+    codes: pa.Array,
+    standard_vocabularies: pa.Array,
+    standard_codes: pa.Array,
+) -> pa.Table:
+    """Replace the unmapped rows of ``mapped`` by the mapping of their standard code."""
+    n = len(codes)
+    rows = mapped.column("row").to_numpy()
+    # Sorted by row then concept, so the last assignment per row is its highest concept
+    # and its source concept is the (single) one of its code.
+    best = np.zeros(n, dtype=np.int64)
+    best[rows] = mapped.column("concept_id").to_numpy()
+    source = np.zeros(n, dtype=np.int32)
+    source[rows] = mapped.column("source_concept_id").to_numpy()
+    wanted = pc.and_(pa.array(best == 0), pc.and_(pc.is_valid(codes), pc.is_valid(standard_codes)))
+    if not pc.any(wanted).as_py():
+        return mapped
+    fallback_codes = pc.if_else(wanted, standard_codes, pa.scalar(None, pa.string()))
+    found = _map_inputs(
+        mapper, _inputs(standard_vocabularies, fallback_codes, pc.is_valid(fallback_codes))
     )
-    _report_unmapped(report, inputs, mapped)
-    return mapped
+    found = found.filter(pc.not_equal(found.column("concept_id"), 0))
+    if not found.num_rows:
+        return mapped
+    found_rows = found.column("row")
+    found = found.set_column(
+        found.schema.get_field_index("source_concept_id"),
+        MAPPED_SCHEMA.field("source_concept_id"),
+        pa.array(source[found_rows.to_numpy()]),
+    )
+    replaced = pc.unique(found_rows.combine_chunks())
+    kept = mapped.filter(pc.invert(pc.is_in(mapped.column("row"), value_set=replaced)))
+    return pa.concat_tables([kept, found]).sort_by(
+        [("row", "ascending"), ("concept_id", "ascending")]
+    )
 
 
 def first_concepts(mapped: pa.Table, n: int) -> pa.Array:

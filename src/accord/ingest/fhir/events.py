@@ -7,7 +7,9 @@ dates, references and codes are resolved later a whole batch at a time
 (:mod:`accord.ingest.fhir.routing`), which is what keeps the per-resource work small.
 
 Which CDM table an event lands in is decided by its code's standard concept, not by the
-resource type; ``default_table`` is where it goes when the code is unmapped.
+resource type; ``default_table`` is where it goes when the code is unmapped. An event's
+code is the one recorded at the source (:meth:`CodingChooser.choose_recorded`), which the
+CDM keeps as its source value; a value's code is the one that says what it means.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def _subject(resource: dict[str, Any], element: str = "subject") -> str:
 
 
 def _code(resource: dict[str, Any], element: str, chooser: CodingChooser) -> Code:
-    code = chooser.choose(resource.get(element))
+    code = chooser.choose_recorded(resource.get(element))
     if code is None:
         raise Rejected(f"{resource['resourceType']}.{element} is missing or has no coding")
     return code
@@ -159,7 +161,7 @@ def _medication(resource: dict[str, Any], chooser: CodingChooser) -> Code:
     if target is not None and target.startswith("#"):
         for contained in resource.get("contained") or ():
             if isinstance(contained, dict) and contained.get("id") == target[1:]:
-                found = chooser.choose(contained.get("code"))
+                found = chooser.choose_recorded(contained.get("code"))
                 if found is not None:
                     return found
     raise Rejected(
@@ -318,7 +320,7 @@ def observation(resource: dict[str, Any], index: int, chooser: CodingChooser) ->
     if has_value or not components:
         events.append(event(resource, _code(resource, "code", chooser)))
     for position, component in enumerate(components):
-        code = chooser.choose(component.get("code"))
+        code = chooser.choose_recorded(component.get("code"))
         if code is None:
             raise Rejected(f"Observation.component[{position}].code has no coding")
         events.append(event(component, code))

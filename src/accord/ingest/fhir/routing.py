@@ -4,7 +4,9 @@ The standard concept's domain decides the table: a Condition coded with a proced
 concept becomes a ``procedure_occurrence`` row, an Observation whose concept is in the
 Measurement domain a ``measurement`` row. A code mapping to two concepts gives two rows,
 possibly in two tables. An unmapped code (concept 0) keeps its row in the table the
-resource type suggests. Everything here works on whole columns; Python loops only over
+resource type suggests. The source value is the code as recorded (the billed code when
+there is one); a billed code that maps to nothing takes its concept from the standard
+coding beside it. Everything here works on whole columns; Python loops only over
 rejected resources.
 """
 
@@ -159,6 +161,8 @@ def load_events(batch: EventBatch, context: EventContext) -> dict[str, int]:
         kept.column("vocabulary"),
         kept.column("code"),
         kept.column("known"),
+        standard_vocabularies=kept.column("standard_vocabulary"),
+        standard_codes=kept.column("standard_code"),
     )
     values = map_codes(
         context.mapper,
@@ -302,6 +306,10 @@ def _resolve(
             "vocabulary": pa.array([c.vocabulary for c in codes], pa.string()),
             "code": pa.array([c.code for c in codes], pa.string()),
             "known": pa.array([c.known for c in codes], pa.bool_()),
+            "standard_vocabulary": pa.array(
+                [c.standard and c.standard.vocabulary for c in codes], pa.string()
+            ),
+            "standard_code": pa.array([c.standard and c.standard.code for c in codes], pa.string()),
             "value_vocabulary": pa.array([c and c.vocabulary for c in value_codes], pa.string()),
             "value_code": pa.array([c and c.code for c in value_codes], pa.string()),
             "value_known": pa.array([c is not None and c.known for c in value_codes], pa.bool_()),
