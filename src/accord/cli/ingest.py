@@ -247,5 +247,31 @@ def csv(
     )
 
 
+@ingest_app.command("attach")
+def attach(
+    dsn: Annotated[str, typer.Argument(help="postgresql:// DSN of the member's database")],
+    schema: Annotated[str, typer.Option(help="schema that holds the CDM")],
+    node_config: Annotated[
+        Path | None,
+        typer.Option(help="point this node.json at the CDM, to be queried in place"),
+    ] = None,
+) -> None:
+    """Attach a CDM that already lives in PostgreSQL: check it, copy nothing."""
+    import json
+
+    from accord.ingest.omop import attach_postgres
+    from accord.node.config import load_node_config, write_node_config
+
+    attached = attach_postgres(dsn, schema)
+    console.print(f"[green]ok[/] {attached}")
+    if node_config is not None:
+        config = load_node_config(node_config)
+        raw = json.loads(node_config.read_text(encoding="utf-8"))
+        raw["database"] = attached.database_config()
+        updated = type(config).model_validate(raw)
+        write_node_config(node_config, updated)
+        console.print(f"{node_config} now queries it in place")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(ingest_app, name="ingest")
