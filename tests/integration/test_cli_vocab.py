@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,14 @@ def accord(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_import_an_athena_layout_folder(tmp_path: Path) -> None:
     db = tmp_path / "member.duckdb"
-    done = accord("vocab", "import", str(starter_directory()), "--db", str(db))
+    report = tmp_path / "vocab.json"
+    done = accord(
+        "vocab", "import", str(starter_directory()), "--db", str(db), "--report", str(report)
+    )
     assert done.returncode == 0, done.stderr
+    body = json.loads(report.read_text())
+    assert body["vocabulary_version"] == STARTER_VOCABULARY_VERSION
+    assert body["rows"]["concept"] > 100
     with duckdb.connect(str(db), read_only=True) as con:
         concepts = con.execute("SELECT count(*) FROM concept").fetchone()
         assert concepts is not None
