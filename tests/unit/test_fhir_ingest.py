@@ -245,16 +245,16 @@ def test_unmapped_codes_get_concept_zero_and_are_listed(tmp_path: Path, target: 
         target,
         "SELECT condition_concept_id, condition_source_value, "
         "condition_source_concept_id FROM condition_occurrence ORDER BY 2",
-    ) == [(0, "Q99.9", 0), (0, "Q99.9", 0), (0, "X1", 0)]
+    ) == [(0, "Q99.9", 0), (0, "Q99.9", 0)]
     assert rows(
         target,
         "SELECT drug_concept_id, drug_source_value, lot_number, "
         "drug_exposure_end_date::VARCHAR FROM drug_exposure",
     ) == [(0, "140", "LOT7", "2021-10-01")]
-    assert dict(report.unmapped_codes) == {
-        ("ICD10CM", "Q99.9"): 2,
-        ("urn:local:codes", "X1"): 1,
-        ("CVX", "140"): 1,
+    assert dict(report.unmapped_codes) == {("ICD10CM", "Q99.9"): 2, ("CVX", "140"): 1}
+    # A code system no vocabulary knows cannot be mapped at all: the record is rejected.
+    assert report.to_json()["rejects"]["by_reason"] == {
+        "Condition.code has no coding in a known code system": 1
     }
 
 

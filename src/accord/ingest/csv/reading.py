@@ -51,10 +51,8 @@ def read_header(path: Path, described: FileMapping) -> list[str] | None:
     except OSError as error:
         raise DataError(f"cannot read {path}: {error.strerror or error}") from error
     except UnicodeDecodeError as error:
-        raise DataError(
-            f"cannot read {path}: line 1 is not {described.encoding} text ({error.reason})",
-            hint="set the file's encoding in the mapping file",
-        ) from error
+        # The reader decodes several kilobytes at once: the bad byte may be lines further on.
+        raise _not_text(path, described.encoding, error.reason) from error
     if not first.strip():
         return None
     return [name.strip() for name in next(csv.reader([first], delimiter=described.delimiter))]
@@ -105,6 +103,8 @@ def read_batches(
                 lines, next_line = _lines(batch.num_rows, next_line, malformed)
                 yield batch, lines, source.tell()
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as error:
+        if isinstance(error, UnicodeDecodeError) or "invalid UTF8" in str(error):
+            raise _not_text(path, described.encoding, _first_line(error)) from error
         raise DataError(
             f"cannot read {path}: {_first_line(error)}",
             hint=f"the mapping says it is {described.encoding} text; nothing was kept",
@@ -117,6 +117,37 @@ def _lines(n: int, start: int, malformed: Malformed) -> tuple[NDArray[np.int64],
     pool = np.arange(start, start + n + len(skipped), dtype=np.int64)
     lines = pool[~np.isin(pool, skipped)][:n]
     return lines, int(lines[-1]) + 1 if n else start
+
+
+def _not_text(path: Path, encoding: str, reason: str) -> DataError:
+    """The error for a file that does not decode, naming the line a person would open."""
+    line, why = _undecodable_line(path, encoding)
+    where = f"line {line}" if line is not None else "it"
+    return DataError(
+        f"cannot read {path}: {where} is not {encoding} text ({why or reason})",
+        hint=f"the mapping says it is {encoding} text; set the file's encoding in the "
+        "mapping file; nothing was kept",
+    )
+
+
+def _undecodable_line(path: Path, encoding: str) -> tuple[int | None, str | None]:
+    """The first line of ``path`` that does not decode, read one line at a time."""
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8-sig" if utf8 else encoding)()
+    number = 0
+    try:
+        with path.open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                try:
+                    decoder.decode(line)
+                except UnicodeDecodeError as error:
+                    return number, error.reason
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as error:
+        return max(number, 1), error.reason
+    except OSError:
+        return None, None
+    return None, None
 
 
 def _first_line(error: BaseException) -> str:

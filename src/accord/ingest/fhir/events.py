@@ -77,6 +77,13 @@ def _code(resource: dict[str, Any], element: str, chooser: CodingChooser) -> Cod
     code = chooser.choose_recorded(resource.get(element))
     if code is None:
         raise Rejected(f"{resource['resourceType']}.{element} is missing or has no coding")
+    if not code.known:
+        # No vocabulary to map it with: reject with the system named, so the steward can
+        # add the code system (or its local concepts) and load the file again.
+        raise Rejected(
+            f"{resource['resourceType']}.{element} has no coding in a known code system",
+            code.vocabulary,
+        )
     return code
 
 
