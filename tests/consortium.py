@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from accord.demo import Consortium, DemoLayout, free_port, prepare
 from accord.synth import ConsortiumManifest
@@ -39,3 +40,26 @@ def start_consortium(root: Path) -> Iterator[Running]:
         yield Running(consortium, manifest)
     finally:
         consortium.stop()
+
+
+def node_socket_url(running: Running) -> str:
+    """Where nodes connect: the hub's WebSocket endpoint."""
+    from accord import protocol
+
+    return running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
+
+
+def node_hello(running: Running, key_of: str, *, claiming: str | None = None) -> dict[str, Any]:
+    """A hello signed with ``key_of``'s node key, claiming to be ``claiming`` (itself)."""
+    from accord import protocol
+    from accord.trust.envelope import seal
+    from accord.trust.keys import load_identity
+
+    key = load_identity(running.layout.nodes / key_of / f"{key_of}.key")
+    return seal(
+        {"version": "test"},
+        sender=claiming or key_of,
+        recipient="hub",
+        kind=protocol.NODE_HELLO,
+        key=key.signing_key,
+    )

@@ -15,7 +15,7 @@ from accord.query import ConceptSet, HasCondition, Not, cohort, count_persons
 from accord.query.scenarios import trial_recruitment
 from accord.trust.envelope import seal
 from accord.trust.keys import load_identity
-from consortium import Running
+from consortium import Running, node_hello, node_socket_url
 
 
 def signed(running: Running, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -72,8 +72,7 @@ def test_bad_wait_seconds_is_refused(running: Running, wait: object) -> None:
 
 def test_garbage_on_a_node_socket_does_not_take_the_hub_down(running: Running) -> None:
     member = running.ids[0]
-    key = load_identity(running.layout.nodes / member / f"{member}.key")
-    url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
+    url = node_socket_url(running)
     # Before any hello: non-JSON, then deeply nested JSON.
     for garbage in ["not json", "[" * 100_000]:
         with connect(url) as socket:
@@ -83,15 +82,8 @@ def test_garbage_on_a_node_socket_does_not_take_the_hub_down(running: Running) -
     # After a genuine hello: a list, then broken JSON. The member's own node is stopped
     # meanwhile, or its reconnect would replace this test's connection.
     running.consortium.stop_node(member)
-    hello = seal(
-        {"version": "t"},
-        sender=member,
-        recipient="hub",
-        kind=protocol.NODE_HELLO,
-        key=key.signing_key,
-    )
     with connect(url) as socket:
-        socket.send(json.dumps(hello))
+        socket.send(json.dumps(node_hello(running, member)))
         assert json.loads(socket.recv(timeout=10))["kind"] == protocol.NODE_WELCOME
         socket.send("[1, 2]")
         assert "error" in json.loads(socket.recv(timeout=10))
@@ -112,20 +104,13 @@ def test_a_result_that_breaks_its_disclosure_profile_is_refused(running: Running
     running.consortium.stop_node(member)
     key = load_identity(running.layout.nodes / member / f"{member}.key")
     hub_public = load_public(running.layout.hub / "hub.pub")
-    url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
+    url = node_socket_url(running)
     try:
         with (
             Client(running.consortium.url, load_identity(running.layout.researcher_key)) as client,
             connect(url) as socket,
         ):
-            hello = seal(
-                {"version": "t"},
-                sender=member,
-                recipient="hub",
-                kind=protocol.NODE_HELLO,
-                key=key.signing_key,
-            )
-            socket.send(json.dumps(hello))
+            socket.send(json.dumps(node_hello(running, member)))
             assert json.loads(socket.recv(timeout=10))["kind"] == protocol.NODE_WELCOME
             task_id = client.submit(trial_recruitment(running.as_of), members=[member])
             task = json.loads(socket.recv(timeout=10))

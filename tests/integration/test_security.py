@@ -18,7 +18,7 @@ from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
 from accord.query.scenarios import trial_recruitment
 from accord.trust.envelope import seal
 from accord.trust.keys import generate_identity, load_identity, write_identity
-from consortium import Running
+from consortium import Running, node_hello, node_socket_url
 
 
 def signed_task_request(running: Running) -> dict[str, Any]:
@@ -59,17 +59,8 @@ def test_node_with_unregistered_key_is_refused(running: Running, tmp_path: Path)
 
 def test_node_key_cannot_impersonate_another_member(running: Running) -> None:
     """A registered member's key signing a hello as itself to claim another's name fails."""
-    first, second = running.ids[0], running.ids[1]
-    key = load_identity(running.layout.nodes / first / f"{first}.key")
-    url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
-    forged = seal(
-        {"version": "x"},
-        sender=second,
-        recipient="hub",
-        kind=protocol.NODE_HELLO,
-        key=key.signing_key,
-    )
-    with connect(url) as socket:
+    forged = node_hello(running, running.ids[0], claiming=running.ids[1])
+    with connect(node_socket_url(running)) as socket:
         socket.send(json.dumps(forged))
         reply = json.loads(socket.recv(timeout=10))
     assert "signature" in reply["error"]
@@ -85,16 +76,8 @@ def test_replayed_task_request_is_refused(running: Running) -> None:
 
 
 def test_replayed_node_hello_is_refused(running: Running) -> None:
-    member = running.ids[0]
-    key = load_identity(running.layout.nodes / member / f"{member}.key")
-    url = running.consortium.url.replace("http://", "ws://") + protocol.NODE_CONNECT_PATH
-    hello = seal(
-        {"version": "x"},
-        sender=member,
-        recipient="hub",
-        kind=protocol.NODE_HELLO,
-        key=key.signing_key,
-    )
+    hello = node_hello(running, running.ids[0])
+    url = node_socket_url(running)
     with connect(url) as socket:
         socket.send(json.dumps(hello))
         assert json.loads(socket.recv(timeout=10))["kind"] == protocol.NODE_WELCOME
