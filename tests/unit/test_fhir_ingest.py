@@ -500,7 +500,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_the_load_goes_on(
             condition("ghost", "ghost", ICD10CM, "I10"),
             condition("baddate", "p1", ICD10CM, "I10", onsetDateTime="yesterday"),
             {"resourceType": "Bogus", "id": "x"},
-            {"resourceType": "Claim", "id": "claim-1"},
+            {"resourceType": "ExplanationOfBenefit", "id": "eob-1"},
         ],
     )
     report = load(export, target)
@@ -531,7 +531,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_the_load_goes_on(
         (
             "Condition.ndjson",
             "line 7",
-            "Claim is not mapped to the CDM yet (visit and cost from claims are planned)",
+            "ExplanationOfBenefit is not mapped to the CDM yet (cost from claims is planned)",
         ),
     }
     values = {r.locator: r.value for r in report.examples if r.source == "Condition.ndjson"}

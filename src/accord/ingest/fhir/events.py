@@ -334,6 +334,74 @@ def observation(resource: dict[str, Any], index: int, chooser: CodingChooser) ->
     return events
 
 
+def claim(resource: dict[str, Any], index: int, chooser: CodingChooser) -> list[Event]:
+    """An insurer's Claim: a row per diagnosis and per item, billed as one visit.
+
+    The events' encounter is left empty: they belong to the visit the Claim itself
+    becomes (:mod:`accord.ingest.fhir.claims`), which fills it in.
+    """
+    _check_status(resource, "status")
+    subject = _subject(resource, "patient")
+    start = period_start(resource.get("billablePeriod")) or text(resource.get("created"))
+    start = _required_start(resource, start, "billablePeriod.start or created")
+    end = period_end(resource.get("billablePeriod"))
+    provider = reference(resource.get("provider"))
+    events: list[Event] = []
+    for position, diagnosis in enumerate(resource.get("diagnosis") or ()):
+        if not isinstance(diagnosis, dict) or "diagnosisCodeableConcept" not in diagnosis:
+            continue  # a diagnosisReference names a Condition, loaded in its own right
+        code = _known(
+            chooser.choose_recorded(diagnosis["diagnosisCodeableConcept"]),
+            f"Claim.diagnosis[{position}].diagnosisCodeableConcept",
+        )
+        events.append(
+            Event(
+                index,
+                subject,
+                None,
+                provider,
+                start,
+                end,
+                code,
+                concepts.CLAIM,
+                "condition_occurrence",
+            )
+        )
+    for position, item in enumerate(resource.get("item") or ()):
+        if not isinstance(item, dict):
+            continue
+        code = _known(
+            chooser.choose_recorded(item.get("productOrService")),
+            f"Claim.item[{position}].productOrService",
+        )
+        served, served_end = _when(item, "serviced")
+        if served is None:
+            served = text(item.get("servicedDate"))
+        events.append(
+            Event(
+                index,
+                subject,
+                None,
+                provider,
+                served or start,
+                served_end if served else end,
+                code,
+                concepts.CLAIM,
+                "procedure_occurrence",
+                quantity=quantity(item.get("quantity"))[0],
+            )
+        )
+    return events
+
+
+def _known(code: Code | None, element: str) -> Code:
+    if code is None:
+        raise Rejected(f"{element} has no coding")
+    if not code.known:
+        raise Rejected(f"{element} has no coding in a known code system", code.vocabulary)
+    return code
+
+
 EXTRACTORS: Final[dict[str, Extractor]] = {
     "Condition": condition,
     "Procedure": procedure,

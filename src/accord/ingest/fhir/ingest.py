@@ -1,8 +1,8 @@
 """Loading a FHIR R4 export into a member's OMOP CDM: :func:`ingest_fhir`.
 
 Two passes over the export. The first gathers the resources others refer to (Location,
-Organization, Practitioner, Patient, Encounter) from every file and writes them in
-dependency order, so a reference resolves whichever file it sits in. The second streams
+Organization, Practitioner, Patient, Encounter) and Claims from every file and writes
+them in dependency order, so a reference resolves whichever file it sits in. The second streams
 the clinical resources in batches: extract events, resolve references and dates, map
 codes per vocabulary, route rows by their concept's domain and append each CDM table in
 bulk. Files named for one resource type (``Patient.000.ndjson``) are read in their pass
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from accord.ingest.fhir import encounters, entities
+from accord.ingest.fhir import claims, encounters, entities
 from accord.ingest.fhir.codes import CodingChooser
 from accord.ingest.fhir.contracts import Mapper, Progress, Report
 from accord.ingest.fhir.elements import Rejected, resource_key
@@ -45,7 +45,6 @@ MAPPING_VERSION: Final = "accord-fhir-r4/1"
 
 _REFERENCED: Final = frozenset(REFERENCED_TYPES)
 _NOT_YET_MAPPED: Final = {
-    "Claim": "Claim is not mapped to the CDM yet (visit and cost from claims are planned)",
     "ExplanationOfBenefit": "ExplanationOfBenefit is not mapped to the CDM yet "
     "(cost from claims is planned)",
 }
@@ -201,6 +200,8 @@ class _Run:
                 row = entities.patient(resource, self.national_id_system)
             elif kind == "Encounter":
                 row = encounters.encounter(resource)
+            elif kind == "Claim":
+                row = claims.claim(resource, self.chooser)
             else:
                 row = _GATHER[kind](resource)
         except Rejected as rejected:
@@ -216,6 +217,7 @@ class _Run:
         encounters.write_encounters(
             self.pending["Encounter"], self.writer, self.index, self._reject
         )
+        claims.write_claims(self.pending["Claim"], self.context, self._reject)
         self.pending.clear()
 
     def load_clinical(self, sources: list[SourceFile]) -> None:

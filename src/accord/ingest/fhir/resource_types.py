@@ -45,5 +45,13 @@ FHIR_R4_RESOURCE_TYPES: Final = frozenset(
 )
 
 # Read in the first pass: every other resource points at these, and an export may list
-# them in any file order.
-REFERENCED_TYPES: Final = ("Location", "Organization", "Practitioner", "Patient", "Encounter")
+# them in any file order. A Claim is read there too: it becomes a visit of its own, which
+# its diagnoses and items point at.
+REFERENCED_TYPES: Final = (
+    "Location",
+    "Organization",
+    "Practitioner",
+    "Patient",
+    "Encounter",
+    "Claim",
+)
