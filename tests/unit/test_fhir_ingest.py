@@ -711,3 +711,37 @@ def test_allergies_are_observations_whatever_the_substance_domain(
         target, "SELECT observation_concept_id, observation_source_value FROM observation"
     ) == [(concepts.LISINOPRIL, "29046")]
     assert count(target, "drug_exposure") == 0
+
+
+def test_medication_statements_become_drug_exposures(tmp_path: Path, target: CdmTarget) -> None:
+    export = tmp_path / "export"
+    write_ndjson(export, "Patient.ndjson", [patient("p1")])
+    statements = [
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms1",
+            "status": "active",
+            "medicationCodeableConcept": coded(RXNORM, "6918"),  # metoprolol
+            "subject": {"reference": "Patient/p1"},
+            "effectivePeriod": {"start": "2022-05-01", "end": "2022-08-31"},
+        },
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms2",
+            "status": "completed",
+            "medicationCodeableConcept": coded(RXNORM, "29046"),  # lisinopril
+            "subject": {"reference": "Patient/p1"},
+            "dateAsserted": "2023-01-15",
+        },
+    ]
+    write_ndjson(export, "MedicationStatement.ndjson", statements)
+    report = load(export, target)
+    assert report.reject_count == 0
+    assert rows(
+        target,
+        "SELECT drug_concept_id, drug_source_value, drug_exposure_start_date::VARCHAR, "
+        "drug_exposure_end_date::VARCHAR FROM drug_exposure ORDER BY 1",
+    ) == [
+        (concepts.METOPROLOL, "6918", "2022-05-01", "2022-08-31"),
+        (concepts.LISINOPRIL, "29046", "2023-01-15", "2023-01-15"),
+    ]
