@@ -72,3 +72,50 @@ def test_bench_reports_resources_per_second(tmp_path: Path) -> None:
     assert result["seconds"] > 0
     assert result["baseline"] is None
     assert result["ratio"] is None
+
+
+def test_every_resource_of_an_export_is_loaded_or_rejected_with_a_reason(tmp_path: Path) -> None:
+    """Every line of a Bulk Data export is accounted for: in the CDM, or in the rejects."""
+    export = tmp_path / "export"
+    counts = write_bulk_export(export, persons=120, seed=17, lines_per_file=400)
+    # Spoil a few lines, as real exports have them: a void status, a dangling reference,
+    # broken JSON. Each must show up as a reject, never vanish.
+    spoiled = {"Condition": 0, "Immunization": 0, "Procedure": 0}
+    for kind in spoiled:
+        path = sorted(export.glob(f"{kind}*.ndjson"))[0]
+        lines = path.read_text(encoding="utf-8").splitlines()
+        first = json.loads(lines[0])
+        first["subject" if kind != "Immunization" else "patient"] = {"reference": "Patient/x"}
+        lines[0] = json.dumps(first)
+        lines[1] = lines[1][: len(lines[1]) // 2]  # truncated JSON
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        spoiled[kind] = 2
+    target = CdmTarget.open(tmp_path / "m.duckdb")
+    load_starter_vocabulary(target.connection)
+    report = LoadReport(kind="fhir", source=str(export), rejects_path=tmp_path / "rejects.ndjson")
+    ingest_fhir(export, target, report)
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.ndjson").read_text().splitlines()]
+    rejected: dict[str, int] = {}
+    for reject in rejects:
+        kind = reject["source"].split(".", 1)[0]
+        rejected[kind] = rejected.get(kind, 0) + 1
+        assert reject["reason"]
+    loaded = dict(
+        target.connection.execute(
+            "SELECT split_part(split_part(source_key, ':', 2), '/', 1) AS kind, "
+            "count(DISTINCT split_part(source_key, '#', 1)) "
+            "FROM accord_provenance WHERE source_key LIKE 'fhir:%' GROUP BY kind"
+        ).fetchall()
+    )
+    for kind in (
+        "Patient",
+        "Encounter",
+        "Condition",
+        "Procedure",
+        "MedicationRequest",
+        "Immunization",
+    ):
+        assert loaded.get(kind, 0) + rejected.get(kind, 0) == counts[kind], kind
+        assert rejected.get(kind, 0) == spoiled.get(kind, 0), kind
+    assert report.to_json()["unmapped"]["total"] > 0  # the starter vocabulary lacks CVX
+    target.close()
