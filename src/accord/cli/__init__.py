@@ -11,7 +11,7 @@ import sys
 import typer
 from rich.console import Console
 
-from accord.cli import basics, demo, ingest, services, vocab
+from accord.cli import basics, demo, ingest, quality, services, vocab
 from accord.errors import UserError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ services.register(app)
 demo.register(app)
 ingest.register(app)
 vocab.register(app)
+quality.register(app)
 
 
 def main() -> None:
