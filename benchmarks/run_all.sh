@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 accord="${ACCORD:-.venv/bin/accord}"
-for name in synth ingest; do
+for name in synth ingest quality; do
   "$accord" bench "$name"
 done

@@ -175,3 +175,12 @@ def test_a_schema_holds_the_cdm(tmp_path: Path) -> None:
         assert results["completeness.observation_period.person.person_id"].violating == 1
         with pytest.raises(DataError, match="schema 'elsewhere'"):
             run_checks(connection, "duckdb", schema="elsewhere")
+
+
+def test_the_quality_benchmark_reports_checks_per_second() -> None:
+    from accord.bench import quality as bench_quality
+
+    figures = bench_quality.run(persons=200)
+    assert figures["bench"] == "quality"
+    assert figures["checks"] == len(default_catalogue())
+    assert figures["value"] == pytest.approx(figures["checks"] / figures["seconds"], rel=0.1)

@@ -16,6 +16,7 @@ from accord.errors import UserError
 
 BENCHMARKS: dict[str, str] = {
     "synth": "accord.bench.synth",
+    "quality": "accord.bench.quality",
     "ingest": "accord.bench.ingest",
 }
 
