@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
@@ -22,10 +21,6 @@ if TYPE_CHECKING:
     from accord.quality import CheckResult, Summary
 
 console = Console()
-
-# libpq's two DSN forms, as ``CdmTarget.open`` recognises them; anything else is a path.
-_POSTGRES_URL: Final = ("postgresql://", "postgres://")
-_POSTGRES_KEYWORDS: Final = re.compile(r"\s*[a-z_]+\s*=")
 
 _DECISION_STYLE: Final = {
     "quarantined": "bold red",
@@ -52,10 +47,10 @@ def run(
     ] = None,
 ) -> None:
     """Run every check; list failures and errors in plain words, and the decision."""
-    from accord.ingest.engines import open_duckdb, open_postgres, redact_dsn
+    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
     from accord.quality import run_checks, summary
 
-    if db.startswith(_POSTGRES_URL) or _POSTGRES_KEYWORDS.match(db):
+    if is_postgres_dsn(db):
         engine: Any = open_postgres(db, schema, create=False)
         shown = redact_dsn(db)
     else:

@@ -277,6 +277,18 @@ def _use_schema(engine: Engine, schema: str | None, *, create: bool) -> None:
         engine.execute(f"SET search_path = {exp.Literal.string(schema).sql(dialect='duckdb')}")
 
 
+_POSTGRES_URL: Final = ("postgresql://", "postgres://")
+_POSTGRES_KEYWORDS: Final = re.compile(r"\s*[a-z_]+\s*=")
+
+
+def is_postgres_dsn(location: str) -> bool:
+    """Whether ``location`` is a libpq DSN (``postgresql://...`` or ``host=... dbname=...``).
+
+    No file path starts either way, so anything else is taken for a DuckDB file.
+    """
+    return location.startswith(_POSTGRES_URL) or bool(_POSTGRES_KEYWORDS.match(location))
+
+
 def redact_dsn(dsn: str) -> str:
     """A DSN fit for messages and reports: any password replaced by ``***``."""
     dsn = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", dsn)

@@ -37,12 +37,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from accord.cdm import create_cdm, load_spec
 from accord.errors import DataError
 from accord.ingest import provenance as bookkeeping
-from accord.ingest.engines import Engine, open_duckdb, open_postgres, redact_dsn
+from accord.ingest.engines import Engine, is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
 from accord.ingest.load import Load
 from accord.ingest.provenance import SqlNames
 from accord.ingest.report import LoadReport
@@ -50,9 +50,6 @@ from accord.ingest.report import LoadReport
 __all__ = ["CdmTarget", "Load", "redact_dsn"]
 
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ -]{0,62}")
-_POSTGRES_URL: Final = ("postgresql://", "postgres://")
-_POSTGRES_KEYWORDS = re.compile(r"\s*[a-z_]+\s*=")
-"""libpq's other DSN form, ``host=db port=5432 dbname=cdm``; no file path starts so."""
 
 
 class CdmTarget:
@@ -88,9 +85,7 @@ class CdmTarget:
                 hint="use letters, digits, underscores, spaces or hyphens, starting with a letter",
             )
         text = str(location)
-        if isinstance(location, str) and (
-            text.startswith(_POSTGRES_URL) or _POSTGRES_KEYWORDS.match(text)
-        ):
+        if isinstance(location, str) and is_postgres_dsn(text):
             engine: Engine = open_postgres(text, schema, create=create)
             shown = redact_dsn(text)
         else:
