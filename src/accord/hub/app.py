@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from accord.hub.layout import HubLayout
 from accord.hub.store import HubStore
 from accord.query import query_from_json
 from accord.trust.audit import AuditLog
-from accord.trust.canonical import canonical_json
+from accord.trust.canonical import b64url_decode, canonical_json
 from accord.trust.envelope import ReplayGuard, SqliteNonceStore, open_envelope, seal
 from accord.trust.hpke import open_json
 from accord.trust.keys import Identity
@@ -89,13 +89,13 @@ class Hub:
     def name(self) -> str:
         return self.identity.name
 
-    def verify_key(self, role: str) -> Any:
+    def verify_key(self, role: str) -> Callable[[str], Ed25519PublicKey | None]:
         def lookup(name: str) -> Ed25519PublicKey | None:
             principal = self.store.principal(name)
             if principal is None or principal.role != role:
                 return None
-            public = self.store.public_identity(name)
-            return public.verify_key if public else None
+            # One query per message: the key is decoded from the row already read.
+            return Ed25519PublicKey.from_public_bytes(b64url_decode(principal.verify_key))
 
         return lookup
 
