@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real services the test suite starts by itself, when they are missing:
-# PostgreSQL server binaries (initdb, pg_ctl). Debian packages, installed as root.
+# PostgreSQL server binaries (initdb, pg_ctl) and Chromium (/usr/bin/chromium, driven by
+# Playwright to look at the HTML quality reports). Debian packages, installed as root.
 set -euo pipefail
 
 have_postgres() {
@@ -8,8 +9,13 @@ have_postgres() {
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null
 }
 
+have_chromium() {
+  [ -x /usr/bin/chromium ]
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
+have_chromium || missing+=(chromium)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -157,6 +157,15 @@ class Client:
         body: dict[str, Any] = self._request("GET", f"{protocol.API_PREFIX}/health")
         return body
 
+    def quality(self) -> list[dict[str, Any]]:
+        """Each member's latest quality-gate status: decision, counts, and per check its
+        status and percentage of violating rows (the hub holds no record ids)."""
+        body = self._request(
+            "POST", f"{protocol.API_PREFIX}/quality", json=self._signed(protocol.QUALITY_READ, {})
+        )
+        members: list[dict[str, Any]] = body["members"]
+        return members
+
     def submit(self, analysis: CountPersons, members: list[str] | None = None) -> str:
         payload = {"analysis": analysis.to_json(), "members": members}
         body = self._request(

@@ -25,6 +25,7 @@ from accord.errors import NetworkError, NodeError
 from accord.hub.layout import HubLayout
 from accord.hub.store import HubStore
 from accord.node.config import DatabaseConfig, NodeConfig, write_node_config
+from accord.quality.gate import submit_database
 from accord.synth import ConsortiumManifest, generate_consortium
 from accord.trust.keys import generate_identity, write_identity
 
@@ -141,6 +142,18 @@ def prepare(
         layout.members, members=members, persons_per_member=persons, seed=seed, progress=progress
     )
     arrived = arrive_in_source_formats(layout, manifest, progress) if source_formats else {}
+    # Members written straight into a CDM are judged as they stand; harmonised ones were
+    # judged by their loads. A node serves no data the gate has not seen.
+    for index, member in enumerate(manifest.members):
+        if member.id not in arrived:
+            submit_database(
+                layout.members / member.db_file,
+                kind="synth",
+                source="accord synth",
+                member=member.id,
+            )
+        if progress is not None:
+            progress("quality gate", index + 1, len(manifest.members))
     hub_identity = HubLayout(layout.hub).initialise()
     store = HubStore.open_path(HubLayout(layout.hub).database)
     researcher = generate_identity(RESEARCHER)

@@ -15,6 +15,7 @@ NODE_CONNECT_PATH = f"{API_PREFIX}/nodes/connect"
 NODE_HELLO = "node.hello"
 TASK_RESULT = "task.result"
 TASK_REFUSED = "task.refused"
+QUALITY_STATUS = "quality.status"
 
 # Hub -> node.
 NODE_WELCOME = "node.welcome"
@@ -24,6 +25,7 @@ TASK_ACK = "task.ack"
 # Researcher -> hub over HTTPS.
 TASK_CREATE = "task.create"
 TASK_READ = "task.read"
+QUALITY_READ = "quality.read"
 
 # WebSocket close code for a refused node (4000-4999 is the application range).
 CLOSE_REFUSED = 4403

@@ -36,11 +36,11 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Consorti
 @pytest.fixture(params=["duckdb", "postgres"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CdmTarget]:
     if request.param == "duckdb":
-        opened = CdmTarget.open(tmp_path / "member.duckdb")
+        opened = CdmTarget.open(tmp_path / "member.duckdb", gate=False)
     else:
         dsn = request.getfixturevalue("postgres_dsn")
         schema = request.getfixturevalue("postgres_schema")
-        opened = CdmTarget.open(dsn, schema=schema)
+        opened = CdmTarget.open(dsn, schema=schema, gate=False)
     with opened:
         import_vocabulary(
             starter_directory(), opened.connection, opened.dialect, schema=opened.schema

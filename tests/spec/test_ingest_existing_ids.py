@@ -18,10 +18,10 @@ from accord.ingest.fhir import ingest_fhir
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CdmTarget]:
     """An empty CDM target on one engine; PostgreSQL gets a schema of its own per test."""
     if request.param == "duckdb":
-        opened = CdmTarget.open(tmp_path / "member.duckdb")
+        opened = CdmTarget.open(tmp_path / "member.duckdb", gate=False)
     else:
         dsn = request.getfixturevalue("postgres_dsn")
-        opened = CdmTarget.open(dsn, schema=request.getfixturevalue("postgres_schema"))
+        opened = CdmTarget.open(dsn, schema=request.getfixturevalue("postgres_schema"), gate=False)
     try:
         yield opened
     finally:

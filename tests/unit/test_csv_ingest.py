@@ -62,7 +62,7 @@ patient_no;national_id;sex;born
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[CdmTarget]:
-    cdm = CdmTarget.open(tmp_path / "member.duckdb")
+    cdm = CdmTarget.open(tmp_path / "member.duckdb", gate=False)
     load_starter_vocabulary(cdm.connection)
     yield cdm
     cdm.close()

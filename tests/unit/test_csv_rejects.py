@@ -17,7 +17,7 @@ GOOD = "A,1,NID-1,01.03.2021,401.9,,\n"
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[CdmTarget]:
-    cdm = CdmTarget.open(tmp_path / "member.duckdb")
+    cdm = CdmTarget.open(tmp_path / "member.duckdb", gate=False)
     load_starter_vocabulary(cdm.connection)
     yield cdm
     cdm.close()

@@ -19,7 +19,7 @@ ELECTROCARDIOGRAM = 4163951  # SNOMED 29303009, a Procedure-domain concept
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[CdmTarget]:
-    cdm = CdmTarget.open(tmp_path / "m.duckdb")
+    cdm = CdmTarget.open(tmp_path / "m.duckdb", gate=False)
     load_starter_vocabulary(cdm.connection)
     yield cdm
     cdm.close()

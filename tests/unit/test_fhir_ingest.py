@@ -18,7 +18,7 @@ from fhir_examples import ICD10CM, LOINC, RXNORM, SNOMED, UCUM, coded, condition
 
 @pytest.fixture
 def target(tmp_path: Path) -> Iterator[CdmTarget]:
-    cdm = CdmTarget.open(tmp_path / "m.duckdb")
+    cdm = CdmTarget.open(tmp_path / "m.duckdb", gate=False)
     load_starter_vocabulary(cdm.connection)
     yield cdm
     cdm.close()

@@ -25,7 +25,7 @@ def load(folder: Path, files: dict[str, str], database: Path) -> LoadReport:
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     report = LoadReport(kind="omop", source=str(folder))
-    with CdmTarget.open(database) as target:
+    with CdmTarget.open(database, gate=False) as target:
         ingest_omop_csv(folder, target, report)
     report.finish()
     return report

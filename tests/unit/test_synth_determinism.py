@@ -48,3 +48,15 @@ def test_a_different_seed_gives_a_different_consortium(tmp_path: Path) -> None:
     assert a["person"] != b["person"]
     assert a["condition_occurrence"] != b["condition_occurrence"]
     assert a["concept"] == b["concept"]
+
+
+def test_same_seed_plants_the_same_defects(tmp_path: Path) -> None:
+    manifests = []
+    for name in ("a", "b"):
+        generate_consortium(tmp_path / name, members=2, persons_per_member=300, seed=3, defects=0.1)
+        manifests.append((tmp_path / name / "manifest.json").read_bytes())
+    assert manifests[0] == manifests[1]
+    for name in ("northgate-hospital", "riverside-clinic"):
+        assert table_digests(tmp_path / "a" / f"{name}.duckdb") == table_digests(
+            tmp_path / "b" / f"{name}.duckdb"
+        )

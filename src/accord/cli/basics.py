@@ -65,16 +65,47 @@ def synth(
     members: Annotated[int, typer.Option(min=1, max=50)] = 4,
     persons: Annotated[int, typer.Option(help="persons per member", min=1)] = 5000,
     seed: Annotated[int, typer.Option()] = 7,
+    defects: Annotated[
+        float,
+        typer.Option(
+            metavar="RATE",
+            help="plant data quality defects of every kind in this fraction (0 to 0.5) of "
+            "their eligible rows; the exact counts go to manifest.json (planted_defects)",
+        ),
+    ] = 0.0,
 ) -> None:
-    """Generate a synthetic consortium: one OMOP CDM per member, plus a ground-truth manifest."""
+    """Generate a synthetic consortium: one OMOP CDM per member, plus a ground-truth manifest.
+
+    Each member is then judged by the quality gate as one submission, as any member's data
+    is before its node serves it."""
+    from accord.quality.gate import submit_database
     from accord.synth import generate_consortium
 
     with progress_bar() as bar:
         manifest = generate_consortium(
-            out, members=members, persons_per_member=persons, seed=seed, progress=StageProgress(bar)
+            out,
+            members=members,
+            persons_per_member=persons,
+            seed=seed,
+            progress=StageProgress(bar),
+            defects=defects,
         )
+        stage = StageProgress(bar)
+        decisions = {}
+        for index, member in enumerate(manifest.members):
+            verdict = submit_database(
+                out / member.db_file, kind="synth", source="accord synth", member=member.id
+            )
+            decisions[member.id] = verdict.decision
+            stage("quality gate", index + 1, len(manifest.members))
     for member in manifest.members:
-        console.print(f"{member.id:<28} {member.kind:<14} {member.persons:>9,} persons")
+        planted = sum(member.planted_defects.values())
+        extra = f" {planted:>7,} defects" if manifest.defect_rate else ""
+        console.print(
+            f"{member.id:<28} {member.kind:<14} {member.persons:>9,} persons{extra}"
+            f"  quality: {decisions[member.id]}",
+            highlight=False,
+        )
     console.print(f"manifest: {out / 'manifest.json'}")
 
 

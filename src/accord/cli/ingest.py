@@ -32,6 +32,11 @@ console = Console()
 
 DEFAULT_REJECTS: Final = Path("accord-rejects.ndjson")
 _REASONS_SHOWN: Final = 5
+_DECISION_STYLE: Final = {
+    "quarantined": "bold red",
+    "accepted_with_warnings": "bold yellow",
+    "accepted": "bold green",
+}
 
 Progress = Callable[[str, int, int], None]
 Ingest = Callable[["CdmTarget", "LoadReport", Progress], None]
@@ -119,6 +124,22 @@ def print_summary(report: LoadReport, report_file: Path | None = None) -> None:
         )
     for note in summary["notes"]:
         console.print(f"note: {note}", highlight=False)
+    quality = summary["quality"]
+    if quality is not None:
+        style = _DECISION_STYLE[quality["decision"]]
+        console.print(
+            f"quality gate: [{style}]{quality['decision']}[/] "
+            f"(submission {quality['submission_id']})",
+            highlight=False,
+        )
+        for failing in quality["failing"][:_REASONS_SHOWN]:
+            console.print(f"  {failing['severity']:>16}  {failing['sentence']}", highlight=False)
+        if quality["decision"] == "quarantined":
+            console.print(
+                "[red]quarantined: nothing from this load was kept[/]; fix the source and "
+                "load it again"
+            )
+        console.print("steward's report: accord quality report --db DB --html report.html")
     vocabulary = summary["vocabulary_version"] or "none loaded"
     console.print(f"vocabulary: {vocabulary}; took {summary['seconds']:.1f} s")
     if report_file is not None:
@@ -256,14 +277,25 @@ def attach(
         typer.Option(help="point this node.json at the CDM, to be queried in place"),
     ] = None,
 ) -> None:
-    """Attach a CDM that already lives in PostgreSQL: check it, copy nothing."""
+    """Attach a CDM that already lives in PostgreSQL: check it, copy nothing.
+
+    The CDM as it stands is one submission to the quality gate; its node serves it only
+    if the gate does not quarantine it."""
     import json
 
     from accord.ingest.omop import attach_postgres
     from accord.node.config import load_node_config, write_node_config
+    from accord.quality.gate import submit_database
 
     attached = attach_postgres(dsn, schema)
     console.print(f"[green]ok[/] {attached}")
+    verdict = submit_database(dsn, kind="attach", source=f"schema {schema}", schema=schema)
+    style = _DECISION_STYLE[verdict.decision]
+    console.print(
+        f"quality gate: [{style}]{verdict.decision}[/] (submission {verdict.submission_id}); "
+        "steward's report: accord quality report --db DSN --schema SCHEMA --html report.html",
+        highlight=False,
+    )
     if node_config is not None:
         config = load_node_config(node_config)
         raw = json.loads(node_config.read_text(encoding="utf-8"))

@@ -1,8 +1,17 @@
-"""``accord quality``: run the data quality gate on a member's CDM.
+"""``accord quality``: the data quality gate on a member's CDM, for its data steward.
 
-The command always exits 0 once the checks have run, whatever the decision: the decision
-is printed and written to the report, for a person or a script to act on. A database
-that is not a CDM (tables missing) is a :class:`accord.errors.DataError` (exit 20).
+* ``run`` judges the CDM as it stands (a submission of kind ``check``), records the
+  verdict and writes the JSON and HTML reports;
+* ``report`` writes the reports of a recorded submission (by default the newest, such as
+  the one a load just made);
+* ``thresholds`` shows the member's threshold overrides and sets or clears them, each
+  with its reason.
+
+Each takes the member's database as ``--db`` (a ``.duckdb`` file or a PostgreSQL DSN,
+with ``--schema``) or through its node's config as ``--node node.json``. ``run`` exits 0
+once the checks have run, whatever the decision: the decision is printed and written to
+the report, for a person or a script to act on. A database that is not a CDM (tables
+missing) is a :class:`accord.errors.DataError` (exit 20).
 """
 
 from __future__ import annotations
@@ -10,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -18,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from accord.quality import CheckResult, Summary
+    from accord.ingest.engines import Engine
 
 console = Console()
 
@@ -32,65 +43,223 @@ quality_app = typer.Typer(
     help="Check a member's CDM against the data quality gate.", no_args_is_help=True
 )
 
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="the CDM: a .duckdb file or a postgresql:// DSN"),
+]
+NodeOption = Annotated[
+    Path | None,
+    typer.Option("--node", help="or: the node config (node.json) whose database to use"),
+]
+SchemaOption = Annotated[
+    str | None, typer.Option("--schema", help="the schema holding the CDM (default: the usual)")
+]
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="write the steward's report here, as JSON")
+]
+HtmlOption = Annotated[
+    Path | None, typer.Option("--html", help="write the steward's report here, as HTML")
+]
+
 
 @quality_app.command("run")
 def run(
-    db: Annotated[
-        str,
-        typer.Option("--db", help="the CDM to check: a .duckdb file or a postgresql:// DSN"),
-    ],
-    schema: Annotated[
-        str | None, typer.Option("--schema", help="the schema holding the CDM (default: the usual)")
-    ] = None,
-    report: Annotated[
-        Path | None, typer.Option("--report", help="also write every result here, as JSON")
+    db: DbOption = None,
+    node: NodeOption = None,
+    schema: SchemaOption = None,
+    report: ReportOption = None,
+    html: HtmlOption = None,
+    examples: Annotated[
+        int, typer.Option("--examples", help="example record ids listed per failed check")
+    ] = 5,
+) -> None:
+    """Judge the CDM as it stands: list failures in plain words, record the decision."""
+    from accord.quality import gate
+
+    with member_database(db, node, schema) as (engine, shown, schema_):
+        gate.ensure_tables(engine.connection, engine.dialect, schema_)
+        verdict = gate.judge(
+            engine.connection,
+            engine.dialect,
+            kind="check",
+            source="accord quality run",
+            schema=schema_,
+            database=shown,
+            examples=examples,
+        )
+        gate.record(engine.connection, engine.dialect, verdict, kept=True, schema=schema_)
+    print_report(verdict.report)
+    write_reports(verdict.report, report, html)
+
+
+@quality_app.command("report")
+def report_command(
+    db: DbOption = None,
+    node: NodeOption = None,
+    schema: SchemaOption = None,
+    report: ReportOption = None,
+    html: HtmlOption = None,
+    submission: Annotated[
+        str | None, typer.Option("--submission", help="a submission id (default: the newest)")
     ] = None,
 ) -> None:
-    """Run every check; list failures and errors in plain words, and the decision."""
-    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
-    from accord.quality import run_checks, summary
+    """Show a recorded submission's verdict and write its reports."""
+    from accord.errors import DataError
+    from accord.quality import gate
 
+    with member_database(db, node, schema) as (engine, shown, schema_):
+        found = gate.stored_report(engine.connection, engine.dialect, schema_, submission)
+    if found is None:
+        wanted = f"submission {submission}" if submission else "any submission"
+        raise DataError(
+            f"{shown} has no record of {wanted}",
+            hint="every `accord ingest` load is a submission; or run `accord quality run`",
+        )
+    print_report(found)
+    write_reports(found, report, html)
+
+
+@quality_app.command("thresholds")
+def thresholds(
+    db: DbOption = None,
+    node: NodeOption = None,
+    schema: SchemaOption = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="CHECK=PERCENT: tolerate this share of violating rows"),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why (required with --set)")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="YAML: check id: {threshold: PERCENT, reason: TEXT}"),
+    ] = None,
+    clear: Annotated[
+        list[str] | None, typer.Option("--clear", help="back to the catalogue's threshold")
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="list every check with its threshold")
+    ] = False,
+) -> None:
+    """Show the member's threshold overrides; set or clear them, each with its reason."""
+    from accord.errors import DataError
+    from accord.quality import default_catalogue, gate
+
+    changes = gate.read_threshold_file(file) if file is not None else []
+    for entry in set_ or []:
+        check_id, equals, value = entry.partition("=")
+        if not equals:
+            raise DataError(f"--set {entry!r} is not CHECK=PERCENT", hint="e.g. --set CHECK=2.5")
+        try:
+            threshold = float(value)
+        except ValueError:
+            raise DataError(
+                f"--set {entry!r}: threshold {value!r} is not a number",
+                hint="a threshold is a percentage of rows, from 0 to 100",
+            ) from None
+        if not reason:
+            raise DataError("--set needs --reason", hint="say why this member needs its own value")
+        changes.append(gate.Override(check_id.strip(), threshold, reason))
+    with member_database(db, node, schema) as (engine, shown, schema_):
+        if changes or clear:
+            gate.set_overrides(
+                engine.connection, engine.dialect, changes, schema=schema_, clear=clear or []
+            )
+            console.print(f"{len(changes)} set, {len(clear or [])} cleared in {shown}")
+        current = {
+            o.check_id: o for o in gate.overrides(engine.connection, engine.dialect, schema_)
+        }
+    table = Table(title=f"thresholds of {shown}", title_justify="left")
+    for column in ("check", "catalogue %", "member %", "reason"):
+        table.add_column(column, overflow="fold")
+    for check in default_catalogue():
+        override = current.get(check.id)
+        if override is None and not show_all:
+            continue
+        table.add_row(
+            check.id,
+            f"{check.threshold:g}",
+            f"{override.threshold:g}" if override else "",
+            override.reason if override else "",
+        )
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print("no overrides: every check uses the catalogue's threshold")
+
+
+@contextmanager
+def member_database(
+    db: str | None, node: Path | None, schema: str | None
+) -> Iterator[tuple[Engine, str, str | None]]:
+    """The member's CDM opened for the gate: (engine, name safe to show, schema)."""
+    from accord.errors import DataError
+    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
+
+    if (db is None) == (node is None):
+        raise DataError("name the database with --db, or its node with --node (one of them)")
+    if node is not None:
+        from accord.node.config import load_node_config
+
+        database = load_node_config(node).database
+        db = database.path if database.engine == "duckdb" else database.dsn
+        schema = database.schema_
+    assert db is not None
     if is_postgres_dsn(db):
-        engine: Any = open_postgres(db, schema, create=False)
+        engine: Engine = open_postgres(db, schema, create=False)
         shown = redact_dsn(db)
     else:
         engine = open_duckdb(Path(db), schema, create=False)
         shown = db
     try:
-        results = run_checks(engine.connection, engine.dialect, schema=schema)
+        yield engine, shown, schema
     finally:
         engine.close()
-    outcome = summary(results)
-    print_results(shown, results, outcome)
-    if report is not None:
-        document = {
-            "database": shown,
-            **outcome.to_json(),
-            "results": [r.to_json() for r in results],
-        }
-        write_atomically(report, json.dumps(document, indent=2) + "\n")
-        console.print(f"report: {report}")
 
 
-def print_results(database: str, results: list[CheckResult], outcome: Summary) -> None:
+def print_report(document: Mapping[str, Any]) -> None:
     """A table of the checks that failed or could not run, then counts and the decision."""
-    shown = [r for r in results if r.status in ("fail", "error")]
+    shown = [r for r in document["results"] if r["status"] in ("fail", "error")]
     if shown:
-        table = Table(title=f"quality of {database}", title_justify="left")
+        table = Table(title=f"quality of {document['database']}", title_justify="left")
         table.add_column("status")
         table.add_column("severity")
         table.add_column("check", overflow="fold")
         table.add_column("what was found")
-        for result in sorted(shown, key=lambda r: (r.severity != "fatal", r.check_id)):
-            style = "red" if result.status == "error" or result.severity == "fatal" else "yellow"
+        table.add_column("examples", overflow="fold")
+        for result in sorted(shown, key=lambda r: (r["severity"] != "fatal", r["check_id"])):
+            bad = result["status"] == "error" or result["severity"] == "fatal"
+            style = "red" if bad else "yellow"
+            ids = ", ".join(str(e["id"]) for e in result.get("examples", []))
             table.add_row(
-                f"[{style}]{result.status}[/]", result.severity, result.check_id, result.sentence
+                f"[{style}]{result['status']}[/]",
+                result["severity"],
+                result["check_id"],
+                result["sentence"],
+                ids,
             )
         console.print(table)
-    counts = ", ".join(f"{n:,} {status}" for status, n in outcome.counts.items())
-    console.print(f"{len(results):,} checks: {counts}", highlight=False)
-    style = _DECISION_STYLE[outcome.decision]
-    console.print(f"decision: [{style}]{outcome.decision}[/]")
+    counts = ", ".join(f"{n:,} {status}" for status, n in document["counts"].items())
+    console.print(f"{len(document['results']):,} checks: {counts}", highlight=False)
+    style = _DECISION_STYLE[document["decision"]]
+    submission = document["submission"]
+    console.print(
+        f"decision: [{style}]{document['decision']}[/] "
+        f"(submission {submission['id']} of {submission['at']})",
+        highlight=False,
+    )
+
+
+def write_reports(document: Mapping[str, Any], report: Path | None, html: Path | None) -> None:
+    if report is not None:
+        write_atomically(report, json.dumps(document, indent=2) + "\n")
+        console.print(f"report: {report}")
+    if html is not None:
+        from accord.quality.html import render_report
+
+        write_atomically(html, render_report(document))
+        console.print(f"html report: {html}")
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -57,4 +59,28 @@ def result_table(
         table.add_row(
             "[bold]total[/]", *blank, f"[bold]{result.total.display}[/]", result.total.rule
         )
+    return table
+
+
+def quality_table(members: list[dict[str, Any]]) -> Table:
+    """One column per member; a row per check failing or erroring at some member."""
+    table = Table(title="consortium data quality (latest submission per member)")
+    table.add_column("check", overflow="fold")
+    for member in members:
+        table.add_column(member["member"], overflow="fold")
+    decisions = [m["decision"] or "no submission" for m in members]
+    table.add_row("[bold]decision[/]", *decisions)
+    table.add_row("submitted", *[(m["submission_at"] or "")[:16] for m in members])
+    table.add_section()
+    cells: dict[str, dict[str, str]] = {}
+    for index, member in enumerate(members):
+        for check in member["checks"]:
+            if check["status"] in ("fail", "error"):
+                shown = check["status"]
+                if check["percentage"] is not None:
+                    shown += f" {check['percentage']:.2f}%"
+                cells.setdefault(check["check_id"], {})[str(index)] = shown
+    for check_id in sorted(cells):
+        row = cells[check_id]
+        table.add_row(check_id, *[row.get(str(i), "") for i in range(len(members))])
     return table

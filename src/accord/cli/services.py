@@ -187,6 +187,32 @@ def query(
     console.print(result_table(result))
 
 
+@hub_app.command("quality")
+def hub_quality(
+    hub: Annotated[str, typer.Option(help="hub URL")] = "http://127.0.0.1:8700",
+    key: Annotated[Path, typer.Option(help="researcher's .key file")] = Path("researcher.key"),
+    html: Annotated[
+        Path | None, typer.Option(help="also write the consortium's quality table as HTML")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="PEM certificates to trust for the hub")
+    ] = None,
+) -> None:
+    """The consortium's quality table: each member's latest decision and failing checks."""
+    from accord.cli.quality import write_atomically
+    from accord.cli.render import quality_table
+    from accord.client import Client
+
+    with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
+        members = client.quality()
+    console.print(quality_table(members))
+    if html is not None:
+        from accord.quality.html import render_consortium_table
+
+        write_atomically(html, render_consortium_table(members))
+        console.print(f"html: {html}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(hub_app, name="hub")
     app.add_typer(node_app, name="node")

@@ -28,6 +28,7 @@ from accord import protocol
 from accord.errors import HubError, QueryError, TrustError, UserError
 from accord.hub.aggregation import accept_count_result, accept_reason, summarise
 from accord.hub.layout import HubLayout
+from accord.hub.quality import accept_quality_status
 from accord.hub.store import HubStore
 from accord.query import query_from_json
 from accord.trust.audit import AuditLog
@@ -137,6 +138,25 @@ class Hub:
         if not isinstance(message, dict):
             raise TrustError("message is not a signed envelope")
         kind = message.get("kind")
+        if kind == protocol.QUALITY_STATUS:
+            payload = self.open(message, role="node", kind=protocol.QUALITY_STATUS)
+            self._check_sender(message, member)
+            try:
+                status = accept_quality_status(payload)
+            except ValueError as error:
+                raise HubError(f"quality status refused: {error}") from None
+            self.store.record_quality(member, status)
+            self.audit.append(
+                "quality.status",
+                {
+                    "member": member,
+                    "submission_id": status["submission_id"],
+                    "decision": status["decision"],
+                    "counts": status["counts"],
+                },
+            )
+            await self.notify()
+            return
         if kind == protocol.TASK_RESULT:
             payload = self.open(message, role="node", kind=protocol.TASK_RESULT)
             self._check_sender(message, member)
@@ -301,6 +321,16 @@ def create_app(hub_dir: Path) -> FastAPI:
         body["summary"] = summarise(view)
         body["fingerprint"] = _fingerprint(view.to_json())
         return body
+
+    @app.post(f"{protocol.API_PREFIX}/quality")
+    async def quality(envelope: dict[str, Any]) -> dict[str, Any]:
+        """Every member's latest quality-gate status: per check a status and a percentage."""
+        hub = hub_of(app)
+        try:
+            hub.open(envelope, role="researcher", kind=protocol.QUALITY_READ)
+        except TrustError as error:
+            raise HTTPException(401, error.message) from None
+        return {"members": hub.store.quality()}
 
     @app.websocket(protocol.NODE_CONNECT_PATH)
     async def node_connect(socket: WebSocket) -> None:

@@ -78,6 +78,19 @@ class Assignment(Base):
     updated_at: Mapped[str] = mapped_column(String(40))
 
 
+class MemberQuality(Base):
+    """A member's latest quality-gate status, as its node reported it: no record ids."""
+
+    __tablename__ = "member_quality"
+
+    member_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), primary_key=True)
+    submission_id: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[str] = mapped_column(String(40))
+    decision: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[str] = mapped_column(String(40))
+
+
 OPEN = "open"
 DONE = "done"
 PENDING = "pending"
@@ -323,3 +336,47 @@ class HubStore:
                     for a, kind in rows
                 ),
             )
+
+    # -- quality ----------------------------------------------------------------------
+
+    def record_quality(self, member_id: str, status: dict[str, Any]) -> None:
+        """Keep a member's newest quality status (validated by the caller); an older
+        submission arriving late does not replace a newer one."""
+        with self._session() as session:
+            row = session.get(MemberQuality, member_id)
+            if row is not None and row.submitted_at > status["at"]:
+                return
+            if row is None:
+                row = MemberQuality(member_id=member_id)
+                session.add(row)
+            row.submission_id = status["submission_id"]
+            row.submitted_at = status["at"]
+            row.decision = status["decision"]
+            row.status = json.dumps(status)
+            row.received_at = _now()
+
+    def quality(self) -> list[dict[str, Any]]:
+        """Every member's latest quality status, by member; members without one too."""
+        with self._session() as session:
+            rows = session.execute(
+                select(Principal, MemberQuality)
+                .outerjoin(MemberQuality, MemberQuality.member_id == Principal.id)
+                .where(Principal.role == "node")
+                .order_by(Principal.id)
+            ).all()
+            found = []
+            for member, quality in rows:
+                status = json.loads(quality.status) if quality is not None else None
+                found.append(
+                    {
+                        "member": member.id,
+                        "kind": member.kind,
+                        "submission_at": status["at"] if status else None,
+                        "decision": status["decision"] if status else None,
+                        "kept": status["kept"] if status else None,
+                        "counts": status["counts"] if status else None,
+                        "checks": status["checks"] if status else [],
+                        "received_at": quality.received_at if quality is not None else None,
+                    }
+                )
+            return found

@@ -67,6 +67,7 @@ class LoadReport:
         self.reasons: Counter[str] = Counter()
         self.unmapped_codes: Counter[tuple[str, str]] = Counter()
         self.notes: list[str] = []
+        self.quality: dict[str, Any] | None = None
         self.examples: list[Reject] = []
         self.started_at = datetime.now(UTC)
         self.seconds: float | None = None
@@ -167,6 +168,7 @@ class LoadReport:
                 ],
             },
             "notes": list(self.notes),
+            "quality": self.quality,
         }
 
     def write(self, path: Path) -> None:

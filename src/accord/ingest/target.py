@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from accord.cdm import create_cdm, load_spec
 from accord.errors import DataError
@@ -46,6 +46,9 @@ from accord.ingest.engines import Engine, is_postgres_dsn, open_duckdb, open_pos
 from accord.ingest.load import Load
 from accord.ingest.provenance import SqlNames
 from accord.ingest.report import LoadReport
+
+if TYPE_CHECKING:
+    from accord.quality.gate import Verdict
 
 __all__ = ["CdmTarget", "Load", "redact_dsn"]
 
@@ -57,17 +60,26 @@ class CdmTarget:
 
     dialect: Literal["duckdb", "postgres"]
 
-    def __init__(self, engine: Engine, *, location: str, schema: str | None) -> None:
+    def __init__(
+        self, engine: Engine, *, location: str, schema: str | None, gate: bool = True
+    ) -> None:
         self._engine: Engine | None = engine
         self.dialect = engine.dialect
         self.location = location
         self.schema = schema
         self.names = SqlNames(engine.dialect, schema)
         self._loading = False
+        self.gate = gate
+        self.verdict: Verdict | None = None
 
     @classmethod
     def open(
-        cls, location: str | Path, *, schema: str | None = None, create: bool = True
+        cls,
+        location: str | Path,
+        *,
+        schema: str | None = None,
+        create: bool = True,
+        gate: bool = True,
     ) -> CdmTarget:
         """Open a ``.duckdb`` file or a PostgreSQL DSN and make sure the tables exist.
 
@@ -78,6 +90,7 @@ class CdmTarget:
         first load fails); otherwise it is a :class:`DataError`. A PostgreSQL ``schema`` is
         likewise created when missing only if ``create`` is true. CDM tables and Accord's
         bookkeeping tables are created when absent and left alone when present.
+        ``gate`` is the default of :meth:`load`'s ``gate``.
         """
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise DataError(
@@ -91,7 +104,7 @@ class CdmTarget:
         else:
             engine = open_duckdb(Path(location), schema, create=create)
             shown = text
-        target = cls(engine, location=shown, schema=schema)
+        target = cls(engine, location=shown, schema=schema, gate=gate)
         try:
             create_cdm(engine.connection, engine.dialect, schema=schema, foreign_keys=False)
             engine.execute("BEGIN")
@@ -128,26 +141,57 @@ class CdmTarget:
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     @contextmanager
-    def load(self, report: LoadReport) -> Iterator[Load]:
+    def load(self, report: LoadReport, *, gate: bool | None = None) -> Iterator[Load]:
         """One load as ONE transaction: committed if the block ends, rolled back if it raises.
+
+        Every load is a submission to the quality gate (:mod:`accord.quality.gate`): before
+        the commit, the whole CDM with the new rows in it is checked. A quarantined
+        submission is rolled back, so its rows never reach analyses, and recorded with its
+        report; an accepted one commits together with its verdict. ``target.verdict``
+        and ``report.quality`` then tell the outcome. ``gate=False`` (default: the
+        target's) loads without a verdict, as tests of the load mechanics do; a node will
+        not serve that data until ``accord quality run`` has judged it.
 
         The load is recorded in ``accord_loads`` with its report (``report.finish()`` is
         called here). After a failure, a DuckDB file this target created and never
         committed to is removed; otherwise the failure is recorded as a ``failed`` load.
         Disk, file and database faults come out as :class:`DataError`.
         """
+        from accord.quality import gate as quality
+
         engine = self._require_open()
         if self._loading:
             raise RuntimeError("a load is already running on this target")
         load = Load(engine, report, uuid.uuid4().hex, self.names)
         started = _utc_now()
         self._loading = True
+        self.verdict = None
         try:
             engine.execute("BEGIN")
             yield load
             load._closed = True
             report.finish()
-            self._record(load.load_id, report, started, "committed")
+            if self.gate if gate is None else gate:
+                self.verdict = quality.judge(
+                    engine.connection,
+                    self.dialect,
+                    kind=report.kind,
+                    source=report.source,
+                    schema=self.schema,
+                    load_ids=[load.load_id],
+                    database=self.location,
+                )
+                report.quality = self.verdict.summary()
+            if self.verdict is not None and self.verdict.decision == "quarantined":
+                engine.execute("ROLLBACK")
+                report.note("quarantined by the quality gate: no row of this load was kept")
+                engine.execute("BEGIN")
+            self._record(load.load_id, report, started, _status(self.verdict))
+            if self.verdict is not None:
+                kept = self.verdict.decision != "quarantined"
+                quality.record(
+                    engine.connection, self.dialect, self.verdict, kept=kept, schema=self.schema
+                )
             engine.execute("COMMIT")
             engine.created = False
         except BaseException as error:
@@ -231,6 +275,12 @@ class CdmTarget:
         if self._engine is not None:
             self._engine.discard()
             self._engine = None
+
+
+def _status(verdict: Verdict | None) -> str:
+    if verdict is not None and verdict.decision == "quarantined":
+        return "quarantined"
+    return "committed"
 
 
 def _utc_now() -> datetime:

@@ -31,6 +31,7 @@ from accord import __version__, protocol
 from accord.errors import ConfigError, NetworkError, TrustError
 from accord.node.config import NodeConfig
 from accord.node.executor import Refusal, execute
+from accord.node.quality import QualitySync
 from accord.trust.audit import AuditLog
 from accord.trust.envelope import InMemoryNonceStore, ReplayGuard, open_envelope, seal
 from accord.trust.hpke import seal_json
@@ -102,6 +103,9 @@ class NodeAgent:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.audit = AuditLog.open(config.state_dir / "audit.db", self.identity)
         self.outcomes = Outcomes(config.state_dir / "outcomes.db")
+        self.quality = QualitySync(self.outcomes.db, self.audit)
+        self.quality_lock = asyncio.Lock()
+        self.quality_sent: str | None = None
         self.guard = ReplayGuard(InMemoryNonceStore())
         self.running: dict[str, asyncio.Task[None]] = {}
         self.socket: ClientConnection | None = None
@@ -223,6 +227,8 @@ class NodeAgent:
             f" ({welcome.get('open_tasks', 0)} open task(s))"
         )
         self.audit.append("node.connected", {"hub": self.config.hub_url})
+        self.quality_sent = None  # a restarted hub may have lost it: send it again
+        await self._report_quality()
         receiver = asyncio.create_task(self._receive(socket))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({receiver, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -252,6 +258,20 @@ class NodeAgent:
                 self.audit.append("message.rejected", {"reason": reason})
                 self.say(f"ignored a message from the hub that failed checks: {reason}")
 
+    # -- quality ----------------------------------------------------------------------
+
+    async def _report_quality(self) -> None:
+        """Audit new quality verdicts and send the hub the newest one's status."""
+        async with self.quality_lock:
+            try:
+                status = await asyncio.to_thread(self.quality.sync, self.config.database)
+            except Exception as error:  # a busy or missing database must not stop the node
+                self.say(f"could not read the quality gate's verdicts: {type(error).__name__}")
+                return
+            if status is not None and status["submission_id"] != self.quality_sent:
+                await self._send(protocol.QUALITY_STATUS, status)
+                self.quality_sent = status["submission_id"]
+
     # -- tasks ------------------------------------------------------------------------
 
     def _accept_task(self, payload: dict[str, Any]) -> None:
@@ -271,6 +291,7 @@ class NodeAgent:
     async def _run_task(self, task_id: str, analysis: dict[str, Any]) -> None:
         try:
             self.audit.append("task.received", {"task_id": task_id})
+            await self._report_quality()
             delay = self.config.fault_injection.delay_before_execute
             if delay:
                 await asyncio.sleep(delay)

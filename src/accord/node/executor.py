@@ -1,7 +1,8 @@
 """Running an allowlisted analysis on the member's own database.
 
 This is the only place where member rows are read. What leaves this module has passed
-the member's disclosure profile: the raw figure never does.
+the member's disclosure profile: the raw figure never does. Data the quality gate has not
+accepted is not read at all (:func:`accord.quality.gate.serving_refusal`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from accord.errors import DataError, QueryError
 from accord.node.config import DatabaseConfig, DisclosureConfig
 from accord.privacy.disclosure import SmallCellProfile, apply_count
+from accord.quality.gate import serving_refusal
 from accord.query import CountPersons, query_from_json
 from accord.query.run import run_count
 
@@ -67,6 +69,9 @@ def execute(
         raise Refusal(f"analysis {analysis.get('type')!r} is not allowlisted at this node")
     profile = profile_for(disclosure)
     with connect(database) as connection:
+        withheld = serving_refusal(connection, database.engine, database.schema_)
+        if withheld is not None:
+            raise Refusal(withheld)
         raw = run_count(connection, query, database.engine, schema=database.schema_)
     disclosed = apply_count(profile, raw)
     return {

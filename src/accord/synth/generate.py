@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import duckdb
 import numpy as np
 
 from accord.errors import DataError, UserError
+from accord.synth.defects import check_rate, plant_defects
 from accord.synth.manifest import MANIFEST_FILE, ConsortiumManifest, MemberManifest, member_figures
 from accord.synth.member import MemberData, build_member
 from accord.synth.population import DAYS_PER_YEAR, SharingPlan, draw_consortium
@@ -25,6 +27,8 @@ from accord.synth.writer import MEMBER_TABLES, partial_path, remove_database, wr
 from accord.vocab.starter import STARTER_VOCABULARY_VERSION
 
 Progress = Callable[[str, int, int], None]
+Written = tuple[dict[str, int], dict[str, int]]
+"""Rows written per table, rows planted per quality check."""
 
 MAX_PERSONS_PER_MEMBER = 20_000_000
 """Keeps every generated row id within the CDM's 32-bit integer ids."""
@@ -33,6 +37,15 @@ SEASON_WINDOW_DAYS = round(19 * DAYS_PER_YEAR)
 DB_FILE_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*\.duckdb")
 MAX_WRITERS = 2
 """Members written to DuckDB at once (each DuckDB write also uses several threads)."""
+
+
+@dataclass(frozen=True)
+class Planting:
+    """Defects to plant in a member once written: rate, seed and the gate's date."""
+
+    rate: float
+    seed: int
+    today: date
 
 
 def generate_consortium(
@@ -44,6 +57,7 @@ def generate_consortium(
     as_of: date = date(2025, 12, 31),
     progress: Progress | None = None,
     overwrite: bool = False,
+    defects: float = 0.0,
 ) -> ConsortiumManifest:
     """Generate a synthetic consortium of OMOP CDM databases, one DuckDB file per member.
 
@@ -55,6 +69,13 @@ def generate_consortium(
     id; it may be called from a worker thread. Nothing half-written is left behind if
     generation fails.
 
+    ``defects`` (0 to 0.5) plants data quality defects of every class in
+    :mod:`accord.synth.defects` in that fraction of their eligible rows, after each
+    member is written; the exact rows planted per quality check are the member's
+    ``planted_defects`` in the manifest. They are placed relative to ``as_of``: run the
+    quality gate with ``today=as_of`` (or a date up to eight years later) to find exactly
+    those counts. The manifest's other figures describe the data before planting.
+
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as directory:
     ...     manifest = generate_consortium(Path(directory), members=2, persons_per_member=500)
@@ -62,6 +83,7 @@ def generate_consortium(
     ['northgate-hospital.duckdb', 'riverside-clinic.duckdb']
     """
     _check_arguments(members, persons_per_member, seed, as_of)
+    defects = check_rate(defects)
     out_dir = Path(out_dir)
     specs = plan_members(members)
     _prepare_directory(out_dir, specs, overwrite)
@@ -85,7 +107,7 @@ def generate_consortium(
     steps = len(MEMBER_TABLES) + 1
     workers = min(MAX_WRITERS, os.cpu_count() or 1)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="accord-synth")
-    writes: dict[int, Future[dict[str, int]]] = {}
+    writes: dict[int, Future[Written]] = {}
     try:
         # Insurers last: they hold claims for the care their shared persons got elsewhere.
         # Members are simulated one after another here while earlier ones are written to
@@ -122,16 +144,19 @@ def generate_consortium(
                 out_dir / spec.db_file,
                 data,
                 functools.partial(_report_table, report, spec.id, steps),
+                Planting(defects, _defect_seed(seed, members, spec.index), as_of),
             )
             del data
         for index, write in writes.items():
-            figures[index] = dataclasses.replace(figures[index], rows=write.result())
+            rows, planted = write.result()
+            figures[index] = dataclasses.replace(figures[index], rows=rows, planted_defects=planted)
         manifest = ConsortiumManifest(
             seed=seed,
             as_of=as_of,
             vocabulary_version=STARTER_VOCABULARY_VERSION,
             persons_per_member=persons_per_member,
             members=tuple(figures[spec.index] for spec in specs),
+            defect_rate=defects,
         )
         _write_text_atomically(out_dir / MANIFEST_FILE, manifest.to_json())
     except BaseException:
@@ -175,7 +200,7 @@ def _report_table(report: Progress, member_id: str, steps: int, tables_done: int
     report(member_id, 1 + tables_done, steps)
 
 
-def _wait_for_room(writes: dict[int, Future[dict[str, int]]], workers: int) -> None:
+def _wait_for_room(writes: dict[int, Future[Written]], workers: int) -> None:
     """Block until fewer than ``workers`` writes are running, so at most that many
     members' arrays wait in memory; a failed write raises here."""
     running = [write for write in writes.values() if not write.done()]
@@ -251,9 +276,28 @@ def _prepare_directory(out_dir: Path, specs: tuple[MemberSpec, ...], overwrite: 
     previous.unlink(missing_ok=True)
 
 
-def _write(path: Path, data: MemberData, progress: Callable[[int], None]) -> dict[str, int]:
+def _defect_seed(seed: int, members: int, index: int) -> int:
+    """A member's seed for planting defects, apart from the seeds its data come from."""
+    sequence = np.random.SeedSequence(seed, spawn_key=(members + 2, index))
+    return int(sequence.generate_state(1, np.uint32)[0])
+
+
+def _write(
+    path: Path, data: MemberData, progress: Callable[[int], None], planting: Planting
+) -> Written:
+    """Write a member's database, then plant its defects (if any) in it; returns the
+    rows per table and the rows planted per check."""
     try:
-        return write_member(path, data, progress)
+        rows = write_member(path, data, progress)
+        if planting.rate == 0:
+            return rows, {}
+        with duckdb.connect(str(path)) as con:
+            planted = plant_defects(
+                con, rate=planting.rate, seed=planting.seed, today=planting.today
+            )
+            counted = con.execute("SELECT count(*) FROM concept").fetchone()
+        rows["concept"] = int(counted[0]) if counted else rows["concept"]
+        return rows, planted
     except (OSError, duckdb.IOException) as exc:
         raise DataError(
             f"cannot write {path}: {exc}",

@@ -75,6 +75,12 @@ DEFINITIONS: dict[str, str] = {
         "for each other member, how many person_source_value (national ids) the two "
         "members' person tables have in common"
     ),
+    "planted_defects": (
+        "per data quality check id, the rows planted to violate it (accord.synth.defects) "
+        "in defect_rate of the eligible rows of each defect class; the quality gate run "
+        "with today = as_of counts exactly these. The other figures describe the data "
+        "before planting"
+    ),
 }
 
 
@@ -99,6 +105,7 @@ class MemberManifest:
     influenza_last_7_days: int
     procedure_duplicates: int
     rows: dict[str, int] = field(default_factory=dict)
+    planted_defects: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class ConsortiumManifest:
     condition_concepts: dict[str, int] = field(default_factory=lambda: dict(CONDITION_GROUPS))
     drug_concepts: dict[str, int] = field(default_factory=lambda: dict(DRUG_GROUPS))
     format: int = FORMAT_VERSION
+    defect_rate: float = 0.0
 
     def member(self, member_id: str) -> MemberManifest:
         for member in self.members:

@@ -10,6 +10,7 @@ response" a study can model); HbA1c is higher with diabetes and lower on metform
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,7 +159,18 @@ def draw_drugs(
         )
     )
     treatment = Treatment(antihypertensive_start, systolic_drop, metformin_start)
-    return Drugs.concat(parts), treatment
+    return _observed(Drugs.concat(parts), periods), treatment
+
+
+def _observed(drugs: Drugs, periods: Periods) -> Drugs:
+    """Only dispensings while the person is observed, their supply censored at the end
+    of observation (death, moving away, the as-of date), so no exposure starts or ends
+    after the data were extracted. Done after every draw, so the seed's draws stay."""
+    last = periods.end[drugs.person]
+    kept = drugs.take(np.flatnonzero(drugs.start <= last))
+    return dataclasses.replace(
+        kept, end=np.minimum(kept.end, periods.end[kept.person]).astype(np.int32)
+    )
 
 
 def _ingredient(drug_class: I64, rng: np.random.Generator) -> I32:

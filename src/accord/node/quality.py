@@ -1,0 +1,54 @@
+"""The node's side of the quality gate: audit each verdict, tell the hub its status.
+
+Verdicts are made where data is loaded (``accord ingest``, ``accord quality run``) and
+stored in the member's database. The node, the member's signed identity, copies each new
+verdict into its audit log (decision, counts and every check's status and percentage;
+never a record id) and sends the hub the newest one's status.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from accord.node.config import DatabaseConfig
+from accord.node.executor import connect
+from accord.quality import gate
+from accord.trust.audit import AuditLog
+
+
+class QualitySync:
+    """Remembers which verdicts the audit log already holds (in the node's state db)."""
+
+    def __init__(self, db: sqlite3.Connection, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
+        db.execute("CREATE TABLE IF NOT EXISTS quality_audited (submission_id TEXT PRIMARY KEY)")
+
+    def sync(self, database: DatabaseConfig) -> dict[str, Any] | None:
+        """Audit verdicts not yet audited; return the newest one's status for the hub."""
+        with connect(database) as connection:
+            found = gate.submissions(connection, database.engine, database.schema_)
+            status = gate.latest_status(connection, database.engine, database.schema_)
+        for entry in found:
+            seen = self.db.execute(
+                "SELECT 1 FROM quality_audited WHERE submission_id = ?", (entry["submission_id"],)
+            ).fetchone()
+            if seen:
+                continue
+            self.audit.append(
+                "quality.submission",
+                {
+                    "submission_id": entry["submission_id"],
+                    "at": entry["at"],
+                    "kind": entry["kind"],
+                    "decision": entry["decision"],
+                    "kept": entry["kept"],
+                    "counts": entry["counts"],
+                    "results": entry["results"],
+                },
+            )
+            self.db.execute(
+                "INSERT INTO quality_audited (submission_id) VALUES (?)", (entry["submission_id"],)
+            )
+        return status

@@ -1,0 +1,617 @@
+"""The quality gate: every submission judged, recorded and reported at the member.
+
+A *submission* is one load (FHIR, CSV, OMOP CSV), an attached CDM, a generated member or
+a steward's re-check. :func:`judge` runs the catalogue on the whole CDM as it stands
+with the submission in it, with the member's threshold overrides applied, and builds the
+steward's report: every result, example record ids for each failure with the source
+file and line they came from, and the change since the previous submission.
+
+Two bookkeeping tables live beside the CDM, in the member's own database:
+
+- ``accord_quality_thresholds``: the member's threshold overrides, each with its reason;
+- ``accord_quality_submissions``: one row per submission with its decision, whether its
+  data was kept, and the full report (example ids included: they never leave the member).
+
+A load whose submission is quarantined is rolled back (see
+:meth:`accord.ingest.target.CdmTarget.load`): its rows never reach the tables analyses
+read, and the steward fixes the source and loads it again. What a node serves is decided
+by :func:`serving_decision`: the latest submission whose data is in the database must
+not be quarantined, and a database no submission has judged is not served at all.
+
+>>> import duckdb
+>>> from accord.cdm import create_cdm
+>>> connection = duckdb.connect()
+>>> create_cdm(connection, "duckdb")
+>>> ensure_tables(connection, "duckdb")
+>>> verdict = judge(connection, "duckdb", kind="check", source="doctest")
+>>> verdict.decision  # an empty CDM is never a pass
+'quarantined'
+>>> record(connection, "duckdb", verdict, kept=True)
+>>> serving_decision(connection, "duckdb")
+'quarantined'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from accord.cdm import Dialect, load_spec
+from accord.errors import DataError
+from accord.ingest.provenance import LOADS_TABLE, PROVENANCE_TABLE, SqlNames
+from accord.quality.catalogue import Check, default_catalogue
+from accord.quality.results import STATUSES, CheckResult, Decision, summary
+from accord.quality.run import find_examples, run_checks
+
+REPORT_FORMAT: Final = "accord-quality-report/1"
+HUB_FORMAT: Final = "accord-quality-status/1"
+THRESHOLDS_TABLE: Final = "accord_quality_thresholds"
+SUBMISSIONS_TABLE: Final = "accord_quality_submissions"
+DEFAULT_EXAMPLES: Final = 5
+MAX_EXAMPLES: Final = 100
+TREND_LENGTH: Final = 12
+
+_THRESHOLD_COLUMNS: Final = (
+    ("check_id", "VARCHAR", True),
+    ("threshold", "DOUBLE", True),
+    ("reason", "VARCHAR", True),
+    ("set_at", "TIMESTAMP", True),
+)
+_SUBMISSION_COLUMNS: Final = (
+    ("submission_id", "VARCHAR", True),
+    ("submitted_at", "TIMESTAMP", True),
+    ("kind", "VARCHAR", True),
+    ("source", "VARCHAR", True),
+    ("decision", "VARCHAR", True),
+    ("kept", "BOOLEAN", True),
+    ("report", "VARCHAR", True),
+)
+
+
+@dataclass(frozen=True)
+class Override:
+    """A member's own threshold for one check, and why."""
+
+    check_id: str
+    threshold: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One submission judged: its decision and the steward's report (a JSON document)."""
+
+    submission_id: str
+    decision: Decision
+    report: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        """Decision, counts and the failing checks' sentences: what a load report shows."""
+        failing = [r for r in self.report["results"] if r["status"] in ("fail", "error")]
+        failing.sort(key=lambda r: (r["severity"] != "fatal", -(r["percentage"] or 0)))
+        return {
+            "submission_id": self.submission_id,
+            "decision": self.decision,
+            "counts": dict(self.report["counts"]),
+            "failing": [
+                {"check_id": r["check_id"], "severity": r["severity"], "sentence": r["sentence"]}
+                for r in failing
+            ],
+        }
+
+
+# --- bookkeeping tables -------------------------------------------------------------
+
+
+def ensure_tables(connection: Any, dialect: Dialect, schema: str | None = None) -> None:
+    """Create the gate's two tables when absent."""
+    names = SqlNames(dialect, schema)
+    connection.execute(names.create_table(THRESHOLDS_TABLE, _THRESHOLD_COLUMNS, ("check_id",)))
+    connection.execute(
+        names.create_table(SUBMISSIONS_TABLE, _SUBMISSION_COLUMNS, ("submission_id",))
+    )
+
+
+def overrides(connection: Any, dialect: Dialect, schema: str | None = None) -> list[Override]:
+    """The member's threshold overrides, by check id."""
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, THRESHOLDS_TABLE):
+        return []
+    rows = connection.execute(
+        f"SELECT {names.columns(['check_id', 'threshold', 'reason'])} "
+        f"FROM {names.table(THRESHOLDS_TABLE)} ORDER BY {names.column('check_id')}"
+    ).fetchall()
+    return [Override(str(c), float(t), str(r)) for c, t, r in rows]
+
+
+def set_overrides(
+    connection: Any,
+    dialect: Dialect,
+    changes: Sequence[Override],
+    *,
+    schema: str | None = None,
+    clear: Sequence[str] = (),
+) -> None:
+    """Store ``changes`` (replacing earlier overrides of the same checks) and remove the
+    overrides of ``clear``, all or nothing, in a transaction of its own (the connection
+    must be in autocommit mode). Every check id must be in the catalogue."""
+    known = {check.id for check in default_catalogue()}
+    for check_id in [*(c.check_id for c in changes), *clear]:
+        if check_id not in known:
+            raise DataError(
+                f"unknown check {check_id!r}",
+                hint="`accord quality thresholds --all` lists every check id",
+            )
+    for change in changes:
+        validate_override(change)
+    names = SqlNames(dialect, schema)
+    ensure_tables(connection, dialect, schema)
+    p = names.param
+    table = names.table(THRESHOLDS_TABLE)
+    delete = f"DELETE FROM {table} WHERE {names.column('check_id')} = {p}"
+    insert = (
+        f"INSERT INTO {table} ({names.columns([c for c, _, _ in _THRESHOLD_COLUMNS])}) "
+        f"VALUES ({p}, {p}, {p}, {p})"
+    )
+    connection.execute("BEGIN")
+    try:
+        for check_id in [*clear, *(c.check_id for c in changes)]:
+            connection.execute(delete, (check_id,))
+        for change in changes:
+            connection.execute(
+                insert, (change.check_id, change.threshold, change.reason, _utc_now())
+            )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def validate_override(change: Override) -> None:
+    if isinstance(change.threshold, bool) or not isinstance(change.threshold, int | float):
+        raise DataError(
+            f"threshold of {change.check_id} is {change.threshold!r}, not a number",
+            hint="a threshold is a percentage of rows, from 0 to 100",
+        )
+    if not (math.isfinite(change.threshold) and 0 <= change.threshold <= 100):
+        raise DataError(
+            f"threshold of {change.check_id} is {change.threshold}",
+            hint="a threshold is a percentage of rows, from 0 to 100",
+        )
+    if not change.reason.strip():
+        raise DataError(
+            f"the override of {change.check_id} has no reason",
+            hint="say why this member tolerates more (or fewer) violating rows",
+        )
+
+
+def read_threshold_file(path: Path) -> list[Override]:
+    """Overrides from a YAML file: ``check id: {threshold: 5, reason: "..."}`` per entry.
+
+    Every problem is reported at once, with the check named, before anything is stored.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DataError(f"cannot read threshold file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise DataError(f"threshold file {path} is not valid YAML: {error}") from None
+    expected = "a mapping of check id to {threshold: number, reason: text}"
+    if not isinstance(document, dict) or not document:
+        raise DataError(f"threshold file {path} holds no overrides", hint=f"expected {expected}")
+    known = {check.id for check in default_catalogue()}
+    found: list[Override] = []
+    problems: list[str] = []
+    for check_id, entry in document.items():
+        if str(check_id) not in known:
+            problems.append(f"unknown check {check_id!r}")
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"threshold", "reason"}:
+            problems.append(f"{check_id}: expected {{threshold: number, reason: text}}")
+            continue
+        threshold, reason = entry["threshold"], entry["reason"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            problems.append(f"{check_id}: threshold {threshold!r} is not a number")
+            continue
+        override = Override(str(check_id), float(threshold), str(reason or ""))
+        try:
+            validate_override(override)
+        except DataError as error:
+            problems.append(error.message)
+            continue
+        found.append(override)
+    if problems:
+        raise DataError(
+            f"threshold file {path}: " + "; ".join(problems),
+            hint=f"expected {expected}; `accord quality thresholds --all` lists check ids",
+        )
+    return found
+
+
+def with_overrides(checks: Iterable[Check], changes: Iterable[Override]) -> tuple[Check, ...]:
+    """The catalogue with the member's thresholds in place of the defaults."""
+    by_id = {change.check_id: change.threshold for change in changes}
+    return tuple(
+        replace(check, threshold=by_id[check.id]) if check.id in by_id else check
+        for check in checks
+    )
+
+
+# --- judging and recording ----------------------------------------------------------
+
+
+def judge(
+    connection: Any,
+    dialect: Dialect,
+    *,
+    kind: str,
+    source: str,
+    schema: str | None = None,
+    load_ids: Sequence[str] = (),
+    member: str | None = None,
+    database: str | None = None,
+    examples: int = DEFAULT_EXAMPLES,
+    today: date | None = None,
+) -> Verdict:
+    """Run the whole catalogue (with the member's overrides) and build the report.
+
+    Reads only: call :func:`record` to keep the verdict. ``examples`` caps the record ids
+    listed per failed check (0 lists none).
+    """
+    if not 0 <= examples <= MAX_EXAMPLES:
+        raise DataError(
+            f"examples is {examples}", hint=f"ask for 0 to {MAX_EXAMPLES} example ids per check"
+        )
+    started = time.perf_counter()
+    member_overrides = {o.check_id: o for o in overrides(connection, dialect, schema)}
+    checks = with_overrides(default_catalogue(), member_overrides.values())
+    results = run_checks(connection, dialect, schema=schema, checks=checks, today=today)
+    outcome = summary(results)
+    failed = [c for c, r in zip(checks, results, strict=True) if r.status == "fail"]
+    found = (
+        find_examples(connection, dialect, failed, schema=schema, limit=examples)
+        if examples
+        else {}
+    )
+    sources = _sources(connection, dialect, schema, checks, found)
+    history = submissions(connection, dialect, schema, limit=TREND_LENGTH)
+    previous = history[-1]["results"] if history else {}
+    submission_id = uuid.uuid4().hex
+    at = _iso(_utc_now())
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "member": member,
+        "database": database,
+        "submission": {
+            "id": submission_id,
+            "kind": kind,
+            "source": source,
+            "at": at,
+            "load_ids": list(load_ids),
+        },
+        "decision": outcome.decision,
+        "counts": dict(outcome.counts),
+        "checks_run": len(results),
+        "duration_seconds": round(time.perf_counter() - started, 3),
+        "example_limit": examples,
+        "results": [
+            _result_json(
+                result,
+                member_overrides.get(result.check_id),
+                [
+                    {"id": row_id, "source": sources.get((check.table, row_id))}
+                    for row_id in found.get(result.check_id, [])
+                ],
+                previous.get(result.check_id),
+            )
+            for check, result in zip(checks, results, strict=True)
+        ],
+        "trend": [
+            {k: entry[k] for k in ("submission_id", "at", "decision", "counts")}
+            for entry in history
+        ]
+        + [
+            {
+                "submission_id": submission_id,
+                "at": at,
+                "decision": outcome.decision,
+                "counts": dict(outcome.counts),
+            }
+        ],
+    }
+    return Verdict(submission_id=submission_id, decision=outcome.decision, report=report)
+
+
+def record(
+    connection: Any,
+    dialect: Dialect,
+    verdict: Verdict,
+    *,
+    kept: bool,
+    schema: str | None = None,
+) -> None:
+    """Store the verdict; ``kept`` says whether the data it judged is in the database."""
+    ensure_tables(connection, dialect, schema)
+    names = SqlNames(dialect, schema)
+    p = names.param
+    submission = verdict.report["submission"]
+    connection.execute(
+        f"INSERT INTO {names.table(SUBMISSIONS_TABLE)} "
+        f"({names.columns([c for c, _, _ in _SUBMISSION_COLUMNS])}) "
+        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+        (
+            verdict.submission_id,
+            _parse_iso(submission["at"]),
+            submission["kind"],
+            submission["source"],
+            verdict.decision,
+            kept,
+            json.dumps(verdict.report),
+        ),
+    )
+
+
+def submissions(
+    connection: Any, dialect: Dialect, schema: str | None = None, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Recorded submissions, oldest first (the newest ``limit`` of them), each with its
+    id, time, kind, source, decision, counts, whether it was kept and per check its
+    status and percentage."""
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, SUBMISSIONS_TABLE):
+        return []
+    sql = (
+        f"SELECT {names.column('report')}, {names.column('kept')} "
+        f"FROM {names.table(SUBMISSIONS_TABLE)} "
+        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')}"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    found = []
+    for text, kept in reversed(connection.execute(sql).fetchall()):
+        report = json.loads(text)
+        found.append(
+            {
+                "submission_id": report["submission"]["id"],
+                "at": report["submission"]["at"],
+                "kind": report["submission"]["kind"],
+                "source": report["submission"]["source"],
+                "decision": report["decision"],
+                "counts": report["counts"],
+                "kept": bool(kept),
+                "results": {
+                    r["check_id"]: {"status": r["status"], "percentage": r["percentage"]}
+                    for r in report["results"]
+                },
+            }
+        )
+    return found
+
+
+def latest_report(
+    connection: Any, dialect: Dialect, schema: str | None = None, *, kept_only: bool = False
+) -> dict[str, Any] | None:
+    """The newest recorded report (of a submission whose data was kept, if asked)."""
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, SUBMISSIONS_TABLE):
+        return None
+    where = f" WHERE {names.column('kept')}" if kept_only else ""
+    row = connection.execute(
+        f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)}{where} "
+        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')} LIMIT 1"
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def stored_report(
+    connection: Any, dialect: Dialect, schema: str | None = None, submission_id: str | None = None
+) -> dict[str, Any] | None:
+    """A recorded submission's report: the one named, or the newest."""
+    if submission_id is None:
+        return latest_report(connection, dialect, schema)
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, SUBMISSIONS_TABLE):
+        return None
+    row = connection.execute(
+        f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)} "
+        f"WHERE {names.column('submission_id')} = {names.param}",
+        (submission_id,),
+    ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def submit_database(
+    location: str | Path,
+    *,
+    kind: str,
+    source: str,
+    schema: str | None = None,
+    member: str | None = None,
+    today: date | None = None,
+) -> Verdict:
+    """Judge a whole database as one submission whose data stays (a generated member, an
+    attached CDM): record the verdict in it and return it."""
+    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
+
+    text = str(location)
+    if isinstance(location, str) and is_postgres_dsn(text):
+        engine: Any = open_postgres(text, schema, create=False)
+        shown = redact_dsn(text)
+    else:
+        engine = open_duckdb(Path(location), schema, create=False)
+        shown = text
+    try:
+        ensure_tables(engine.connection, engine.dialect, schema)
+        verdict = judge(
+            engine.connection,
+            engine.dialect,
+            kind=kind,
+            source=source,
+            schema=schema,
+            member=member,
+            database=shown,
+            today=today,
+        )
+        record(engine.connection, engine.dialect, verdict, kept=True, schema=schema)
+    finally:
+        engine.close()
+    return verdict
+
+
+def serving_decision(
+    connection: Any, dialect: Dialect, schema: str | None = None
+) -> Decision | None:
+    """The decision on the data a node would serve: the newest kept submission's, or
+    ``None`` when no submission has judged this database."""
+    report = latest_report(connection, dialect, schema, kept_only=True)
+    return None if report is None else report["decision"]
+
+
+def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None) -> str | None:
+    """Why a node must not serve this database to analyses, or ``None`` when it may.
+
+    Fails closed: data no submission has judged, data whose newest verdict is
+    quarantined, and data loaded after the newest verdict (a load run without the gate)
+    are all withheld. The reason names no patient data.
+    """
+    report = latest_report(connection, dialect, schema, kept_only=True)
+    if report is None:
+        return (
+            "this member's data has not passed the quality gate yet; "
+            "its data steward runs `accord quality run`"
+        )
+    at = report["submission"]["at"]
+    if report["decision"] == "quarantined":
+        return (
+            f"this member's data is quarantined by its quality gate (submission of {at}) "
+            "until its data steward fixes and resubmits it"
+        )
+    names = SqlNames(dialect, schema)
+    if _has_table(connection, names, LOADS_TABLE):
+        p = names.param
+        newer = connection.execute(
+            f"SELECT count(*) FROM {names.table(LOADS_TABLE)} "
+            f"WHERE {names.column('status')} = {p} AND {names.column('started_at')} > {p}",
+            ("committed", _parse_iso(at)),
+        ).fetchone()
+        if newer and newer[0]:
+            return (
+                "data was loaded into this member's CDM after its last quality check; "
+                "its data steward runs `accord quality run`"
+            )
+    return None
+
+
+def latest_status(
+    connection: Any, dialect: Dialect, schema: str | None = None
+) -> dict[str, Any] | None:
+    """The newest submission as the hub may see it (see :func:`hub_status`)."""
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, SUBMISSIONS_TABLE):
+        return None
+    row = connection.execute(
+        f"SELECT {names.column('report')}, {names.column('kept')} "
+        f"FROM {names.table(SUBMISSIONS_TABLE)} "
+        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')} LIMIT 1"
+    ).fetchone()
+    return None if row is None else hub_status(json.loads(row[0]), kept=bool(row[1]))
+
+
+def hub_status(report: Mapping[str, Any], *, kept: bool) -> dict[str, Any]:
+    """The part of a report the hub receives: no record id, no source, no count of rows."""
+    return {
+        "format": HUB_FORMAT,
+        "kept": kept,
+        "submission_id": report["submission"]["id"],
+        "at": report["submission"]["at"],
+        "decision": report["decision"],
+        "counts": {status: int(report["counts"].get(status, 0)) for status in STATUSES},
+        "checks": [
+            {
+                "check_id": r["check_id"],
+                "severity": r["severity"],
+                "status": r["status"],
+                "percentage": None if r["percentage"] is None else round(r["percentage"], 4),
+            }
+            for r in report["results"]
+        ],
+    }
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _result_json(
+    result: CheckResult,
+    override: Override | None,
+    examples: list[dict[str, Any]],
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        **result.to_json(),
+        "threshold_reason": override.reason if override else None,
+        "examples": examples,
+        "previous": dict(previous) if previous else None,
+    }
+
+
+def _sources(
+    connection: Any,
+    dialect: Dialect,
+    schema: str | None,
+    checks: Sequence[Check],
+    found: Mapping[str, list[int | str]],
+) -> dict[tuple[str, Any], str]:
+    """Where each example row came from (``file, line 17``), for rows a load recorded."""
+    names = SqlNames(dialect, schema)
+    wanted: dict[str, set[int]] = {}
+    for check in checks:
+        numbers = [i for i in found.get(check.id, []) if isinstance(i, int)]
+        if numbers:
+            wanted.setdefault(check.table, set()).update(numbers)
+    if not wanted or not _has_table(connection, names, PROVENANCE_TABLE):
+        return {}
+    located: dict[tuple[str, Any], str] = {}
+    columns = names.columns(["row_id", "source_file", "locator"])
+    for table, ids in wanted.items():
+        load_spec().table(table)
+        marks = ", ".join([names.param] * len(ids))
+        rows = connection.execute(
+            f"SELECT {columns} FROM {names.table(PROVENANCE_TABLE)} "
+            f"WHERE {names.column('cdm_table')} = {names.param} "
+            f"AND {names.column('row_id')} IN ({marks})",
+            (table, *sorted(ids)),
+        ).fetchall()
+        for row_id, source_file, locator in rows:
+            where = ", ".join(str(part) for part in (source_file, locator) if part)
+            located[(table, int(row_id))] = where
+    return located
+
+
+def _has_table(connection: Any, names: SqlNames, table: str) -> bool:
+    rows = connection.execute(
+        "SELECT table_schema, table_name, current_schema() FROM information_schema.tables"
+    ).fetchall()
+    return any(name == table and home == (names.schema or now) for home, name, now in rows)
+
+
+def _utc_now() -> datetime:
+    # Stored as TIMESTAMP without zone on both engines, always in UTC.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
