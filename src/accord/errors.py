@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     CONFIG = 10
     KEYS = 11
     DATA = 20
+    QUARANTINED = 21
     QUERY = 30
     DISCLOSURE = 40
     TRUST = 50
@@ -32,6 +33,7 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.CONFIG: "a configuration file is missing or malformed",
     ExitCode.KEYS: "a key file is missing, unreadable or of the wrong kind",
     ExitCode.DATA: "a database or data file is missing or not what was expected",
+    ExitCode.QUARANTINED: "the quality gate quarantined the load: nothing from it was kept",
     ExitCode.QUERY: "a query failed validation",
     ExitCode.DISCLOSURE: "a result was withheld by disclosure control",
     ExitCode.TRUST: "a signature, nonce or encryption check failed",

@@ -58,10 +58,11 @@ def test_ingest_omop_into_a_postgresql_schema(
     export = tmp_path / "export"
     export.mkdir()
     (export / "PERSON.csv").write_text(
+        # No vocabulary is loaded: concept 0 ("no matching concept") keeps the gate happy.
         "person_id,gender_concept_id,year_of_birth,race_concept_id,ethnicity_concept_id\n"
-        "1,8507,1970,0,0\n"
-        "2,8532,19x0,0,0\n"
-        "3,8532,1985,0,0\n",
+        "1,0,1970,0,0\n"
+        "2,0,19x0,0,0\n"
+        "3,0,1985,0,0\n",
         encoding="utf-8",
     )
     report_file = tmp_path / "report.json"
@@ -93,3 +94,28 @@ def test_ingest_omop_into_a_postgresql_schema(
         ).fetchall()
     assert people == [(1,), (3,)]
     assert loads == [("omop", "committed")]
+    assert report["quality"]["decision"] == "accepted_with_warnings"  # no observation periods
+    assert "quality gate: accepted_with_warnings" in done.stdout
+
+    # Rows of people the CDM does not hold: quarantined, rolled back, exit 21.
+    (export / "PERSON.csv").unlink()
+    (export / "OBSERVATION_PERIOD.csv").write_text(
+        "observation_period_id,person_id,observation_period_start_date,"
+        "observation_period_end_date,period_type_concept_id\n"
+        "1,77,2020-01-01,2020-12-31,0\n",
+        encoding="utf-8",
+    )
+    refused = accord(
+        "ingest", "omop", str(export), "--db", postgres_dsn, "--schema", postgres_schema
+    )
+    assert refused.returncode == 21, refused.stderr
+    assert "quarantined: nothing from this load was kept" in refused.stdout
+    with psycopg.connect(postgres_dsn) as connection:
+        periods = connection.execute(
+            f'SELECT count(*) FROM "{postgres_schema}".observation_period'
+        ).fetchone()
+        loads = connection.execute(
+            f'SELECT status FROM "{postgres_schema}".accord_loads ORDER BY started_at'
+        ).fetchall()
+    assert periods == (0,)
+    assert loads == [("committed",), ("quarantined",)]

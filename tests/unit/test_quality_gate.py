@@ -244,3 +244,61 @@ def test_example_count_is_bounded(member: Path) -> None:
         pytest.raises(DataError, match="examples is 101"),
     ):
         gate.judge(connection, "duckdb", kind="check", source="test", examples=101)
+
+
+def test_a_vocabulary_change_is_not_served_until_judged(member: Path) -> None:
+    gate.submit_database(member, kind="synth", source="test")
+    with duckdb.connect(str(member)) as connection:
+        connection.execute(
+            "UPDATE vocabulary SET vocabulary_version = 'v2' WHERE vocabulary_id = 'None'"
+        )
+        reason = gate.serving_refusal(connection, "duckdb")
+    assert reason is not None
+    assert "vocabulary changed after its last quality check" in reason
+    gate.submit_database(member, kind="check", source="test")
+    with duckdb.connect(str(member), read_only=True) as connection:
+        assert gate.serving_refusal(connection, "duckdb") is None
+
+
+def test_a_check_named_twice_is_refused(member: Path) -> None:
+    with duckdb.connect(str(member)) as connection:
+        with pytest.raises(DataError, match="given more than once"):
+            gate.set_overrides(
+                connection,
+                "duckdb",
+                [gate.Override(SUPPLY, 1.0, "a"), gate.Override(SUPPLY, 2.0, "b")],
+            )
+        assert gate.overrides(connection, "duckdb") == []
+
+
+def test_a_threshold_file_with_a_key_twice_or_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "thresholds.yaml"
+    entry = f"{SUPPLY}:\n  threshold: 2\n  reason: packs\n"
+    path.write_text(entry + entry, encoding="utf-8")
+    with pytest.raises(DataError, match="is given twice"):
+        gate.read_threshold_file(path)
+    path.write_bytes(entry.encode("utf-8") + b"# caf\xe9\n")
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        gate.read_threshold_file(path)
+
+
+def test_a_check_failing_inside_a_duckdb_load_stops_the_load_clearly(member: Path) -> None:
+    gate.submit_database(member, kind="synth", source="test")
+    before = conditions(member)
+    with duckdb.connect(str(member)) as connection:
+        # A column of the wrong type, as a hand-edited CDM might have: the checks reading
+        # it cannot run, and inside a DuckDB transaction a failed statement ends it.
+        connection.execute("ALTER TABLE person ALTER COLUMN year_of_birth TYPE VARCHAR")
+    with (
+        CdmTarget.open(member) as target,
+        pytest.raises(DataError, match="a quality check could not run inside the load"),
+    ):
+        load_conditions(target, [1], "good")
+    assert conditions(member) == before
+    # Outside a load each check runs on its own: the broken ones are errors, and the
+    # type check names the column.
+    verdict = gate.submit_database(member, kind="check", source="test")
+    results = {r["check_id"]: r for r in verdict.report["results"]}
+    assert results["conformance.type.person.year_of_birth"]["status"] == "fail"
+    assert results[BIRTH]["status"] == "error"
+    assert verdict.decision == "quarantined"

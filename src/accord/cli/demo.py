@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from accord.cli.basics import StageProgress, progress_bar
-from accord.cli.render import result_table, run_with_progress
+from accord.cli.render import quality_table, result_table, run_with_progress
 from accord.errors import DataError
 
 console = Console()
@@ -75,6 +75,7 @@ def demo(
             analysis = trial_recruitment(manifest.as_of)
             with Client(consortium.url, load_identity(layout.researcher_key)) as client:
                 result = run_with_progress(client, analysis, None, timeout=120)
+                quality = client.quality()
             console.print(
                 result_table(
                     result,
@@ -100,6 +101,7 @@ def demo(
                 "[green]✓[/] every member's released count equals its ground truth after"
                 " disclosure; the hub saw no row"
             )
+            console.print(quality_table(quality))
             if not once:
                 _serve_until_interrupted(consortium.url)
     finally:

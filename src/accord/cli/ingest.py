@@ -10,7 +10,8 @@ Extension points, for each new source (``ingest fhir``, ``ingest csv``) in its o
 
 Rejected rows do not fail the command (exit 0; the summary and rejects file list them);
 anything that stops the load is a :class:`accord.errors.DataError` (exit 20) and leaves
-the database as it was.
+the database as it was. Every load is a submission to the quality gate: a quarantined
+one is rolled back and recorded, and the command exits 21.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.cli.basics import StageProgress, progress_bar
+from accord.errors import ExitCode
 
 if TYPE_CHECKING:
     from accord.ingest import CdmTarget, LoadReport
@@ -89,6 +91,8 @@ def run_ingest(
     if report_file is not None:
         report.write(report_file)
     print_summary(report, report_file)
+    if report.quality is not None and report.quality["decision"] == "quarantined":
+        raise typer.Exit(ExitCode.QUARANTINED)
     return report
 
 

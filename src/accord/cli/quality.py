@@ -77,8 +77,7 @@ def run(
     from accord.quality import gate
 
     with member_database(db, node, schema) as (engine, shown, schema_):
-        gate.ensure_tables(engine.connection, engine.dialect, schema_)
-        verdict = gate.judge(
+        verdict = gate.submit(
             engine.connection,
             engine.dialect,
             kind="check",
@@ -87,7 +86,6 @@ def run(
             database=shown,
             examples=examples,
         )
-        gate.record(engine.connection, engine.dialect, verdict, kept=True, schema=schema_)
     print_report(verdict.report)
     write_reports(verdict.report, report, html)
 

@@ -172,6 +172,7 @@ class CdmTarget:
             load._closed = True
             report.finish()
             if self.gate if gate is None else gate:
+                quality.lock_for_judging(engine.connection, self.dialect)
                 self.verdict = quality.judge(
                     engine.connection,
                     self.dialect,

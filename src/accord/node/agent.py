@@ -269,7 +269,10 @@ class NodeAgent:
                 self.say(f"could not read the quality gate's verdicts: {type(error).__name__}")
                 return
             if status is not None and status["submission_id"] != self.quality_sent:
-                await self._send(protocol.QUALITY_STATUS, status)
+                try:
+                    await self._send(protocol.QUALITY_STATUS, status)
+                except (ConnectionClosed, OSError):
+                    return  # sent again after the reconnect
                 self.quality_sent = status["submission_id"]
 
     # -- tasks ------------------------------------------------------------------------

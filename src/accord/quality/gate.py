@@ -67,14 +67,21 @@ _THRESHOLD_COLUMNS: Final = (
     ("set_at", "TIMESTAMP", True),
 )
 _SUBMISSION_COLUMNS: Final = (
+    ("seq", "BIGINT", True),
     ("submission_id", "VARCHAR", True),
     ("submitted_at", "TIMESTAMP", True),
     ("kind", "VARCHAR", True),
     ("source", "VARCHAR", True),
     ("decision", "VARCHAR", True),
     ("kept", "BOOLEAN", True),
+    ("loads_covered", "BIGINT", True),
+    ("vocabulary_version", "VARCHAR", False),
     ("report", "VARCHAR", True),
 )
+_NEWEST_FIRST: Final = "seq"
+_ADVISORY_LOCK: Final = 7_400_118_521
+"""PostgreSQL advisory lock held while a submission is judged and recorded, so two
+submissions never judge the same data without each other's rows."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,13 @@ def set_overrides(
             )
     for change in changes:
         validate_override(change)
+    named = [*(c.check_id for c in changes), *clear]
+    twice = sorted({check_id for check_id in named if named.count(check_id) > 1})
+    if twice:
+        raise DataError(
+            f"check {', '.join(twice)} is given more than once",
+            hint="set or clear each check once per change",
+        )
     names = SqlNames(dialect, schema)
     ensure_tables(connection, dialect, schema)
     p = names.param
@@ -200,9 +214,11 @@ def read_threshold_file(path: Path) -> list[Override]:
     Every problem is reported at once, with the check named, before anything is stored.
     """
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeys)  # noqa: S506
     except OSError as error:
         raise DataError(f"cannot read threshold file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"threshold file {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise DataError(f"threshold file {path} is not valid YAML: {error}") from None
     expected = "a mapping of check id to {threshold: number, reason: text}"
@@ -235,6 +251,21 @@ def read_threshold_file(path: Path) -> list[Override]:
             hint=f"expected {expected}; `accord quality thresholds --all` lists check ids",
         )
     return found
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def with_overrides(checks: Iterable[Check], changes: Iterable[Override]) -> tuple[Check, ...]:
@@ -272,6 +303,8 @@ def judge(
             f"examples is {examples}", hint=f"ask for 0 to {MAX_EXAMPLES} example ids per check"
         )
     started = time.perf_counter()
+    at = _iso(_utc_now())
+    loads, vocabulary = data_state(connection, dialect, schema)
     member_overrides = {o.check_id: o for o in overrides(connection, dialect, schema)}
     checks = with_overrides(default_catalogue(), member_overrides.values())
     results = run_checks(connection, dialect, schema=schema, checks=checks, today=today)
@@ -286,7 +319,6 @@ def judge(
     history = submissions(connection, dialect, schema, limit=TREND_LENGTH)
     previous = history[-1]["results"] if history else {}
     submission_id = uuid.uuid4().hex
-    at = _iso(_utc_now())
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "member": member,
@@ -297,7 +329,11 @@ def judge(
             "source": source,
             "at": at,
             "load_ids": list(load_ids),
+            # What the verdict saw: committed loads (this one included) and vocabulary.
+            "loads_covered": loads + (1 if load_ids else 0),
+            "vocabulary_version": vocabulary,
         },
+        "kept": None,
         "decision": outcome.decision,
         "counts": dict(outcome.counts),
         "checks_run": len(results),
@@ -339,15 +375,21 @@ def record(
     kept: bool,
     schema: str | None = None,
 ) -> None:
-    """Store the verdict; ``kept`` says whether the data it judged is in the database."""
+    """Store the verdict; ``kept`` says whether the data it judged is in the database.
+
+    Submissions are numbered in the order they are recorded (``seq``), which is the order
+    every reader uses, whatever the clocks said.
+    """
     ensure_tables(connection, dialect, schema)
     names = SqlNames(dialect, schema)
     p = names.param
+    verdict.report["kept"] = kept
     submission = verdict.report["submission"]
+    table = names.table(SUBMISSIONS_TABLE)
+    values = ", ".join([p] * (len(_SUBMISSION_COLUMNS) - 1))
     connection.execute(
-        f"INSERT INTO {names.table(SUBMISSIONS_TABLE)} "
-        f"({names.columns([c for c, _, _ in _SUBMISSION_COLUMNS])}) "
-        f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+        f"INSERT INTO {table} ({names.columns([c for c, _, _ in _SUBMISSION_COLUMNS])}) "
+        f"SELECT coalesce(max({names.column('seq')}), 0) + 1, {values} FROM {table}",
         (
             verdict.submission_id,
             _parse_iso(submission["at"]),
@@ -355,6 +397,8 @@ def record(
             submission["source"],
             verdict.decision,
             kept,
+            submission["loads_covered"],
+            submission["vocabulary_version"],
             json.dumps(verdict.report),
         ),
     )
@@ -372,7 +416,7 @@ def submissions(
     sql = (
         f"SELECT {names.column('report')}, {names.column('kept')} "
         f"FROM {names.table(SUBMISSIONS_TABLE)} "
-        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')}"
+        f"ORDER BY {names.column(_NEWEST_FIRST)} DESC"
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
@@ -407,7 +451,7 @@ def latest_report(
     where = f" WHERE {names.column('kept')}" if kept_only else ""
     row = connection.execute(
         f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)}{where} "
-        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')} LIMIT 1"
+        f"ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
     ).fetchone()
     return json.loads(row[0]) if row else None
 
@@ -450,8 +494,7 @@ def submit_database(
         engine = open_duckdb(Path(location), schema, create=False)
         shown = text
     try:
-        ensure_tables(engine.connection, engine.dialect, schema)
-        verdict = judge(
+        return submit(
             engine.connection,
             engine.dialect,
             kind=kind,
@@ -461,9 +504,52 @@ def submit_database(
             database=shown,
             today=today,
         )
-        record(engine.connection, engine.dialect, verdict, kept=True, schema=schema)
     finally:
         engine.close()
+
+
+def submit(
+    connection: Any,
+    dialect: Dialect,
+    *,
+    kind: str,
+    source: str,
+    schema: str | None = None,
+    member: str | None = None,
+    database: str | None = None,
+    examples: int = DEFAULT_EXAMPLES,
+    today: date | None = None,
+) -> Verdict:
+    """Judge the CDM as it stands and record the verdict, its data kept.
+
+    ``connection`` is in autocommit mode. On PostgreSQL the verdict is judged and
+    recorded in one transaction holding the gate's lock; on DuckDB each check runs on its
+    own, so a check that fails to run is reported as an error and the others go on.
+    """
+    ensure_tables(connection, dialect, schema)
+    transaction = dialect == "postgres"
+    if transaction:
+        connection.execute("BEGIN")
+    try:
+        lock_for_judging(connection, dialect)
+        verdict = judge(
+            connection,
+            dialect,
+            kind=kind,
+            source=source,
+            schema=schema,
+            member=member,
+            database=database,
+            examples=examples,
+            today=today,
+        )
+        record(connection, dialect, verdict, kept=True, schema=schema)
+    except BaseException:
+        if transaction:
+            connection.execute("ROLLBACK")
+        raise
+    if transaction:
+        connection.execute("COMMIT")
     return verdict
 
 
@@ -495,20 +581,47 @@ def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None
             f"this member's data is quarantined by its quality gate (submission of {at}) "
             "until its data steward fixes and resubmits it"
         )
-    names = SqlNames(dialect, schema)
-    if _has_table(connection, names, LOADS_TABLE):
-        p = names.param
-        newer = connection.execute(
-            f"SELECT count(*) FROM {names.table(LOADS_TABLE)} "
-            f"WHERE {names.column('status')} = {p} AND {names.column('started_at')} > {p}",
-            ("committed", _parse_iso(at)),
-        ).fetchone()
-        if newer and newer[0]:
-            return (
-                "data was loaded into this member's CDM after its last quality check; "
-                "its data steward runs `accord quality run`"
-            )
+    loads, vocabulary = data_state(connection, dialect, schema)
+    judged = report["submission"]
+    if loads != judged["loads_covered"] or vocabulary != judged["vocabulary_version"]:
+        return (
+            "this member's data or vocabulary changed after its last quality check; "
+            "its data steward runs `accord quality run`"
+        )
     return None
+
+
+def data_state(
+    connection: Any, dialect: Dialect, schema: str | None = None
+) -> tuple[int, str | None]:
+    """What a verdict must have seen for the node to serve: the number of committed loads
+    and the vocabulary release. Counted, not timed, so no clock can make a later load
+    look covered."""
+    names = SqlNames(dialect, schema)
+    loads = 0
+    if _has_table(connection, names, LOADS_TABLE):
+        row = connection.execute(
+            f"SELECT count(*) FROM {names.table(LOADS_TABLE)} "
+            f"WHERE {names.column('status')} = {names.param}",
+            ("committed",),
+        ).fetchone()
+        loads = int(row[0]) if row else 0
+    vocabulary = None
+    if _has_table(connection, names, "vocabulary"):
+        row = connection.execute(
+            f"SELECT {names.column('vocabulary_version')} FROM {names.table('vocabulary')} "
+            f"WHERE {names.column('vocabulary_id')} = {names.param}",
+            ("None",),
+        ).fetchone()
+        vocabulary = None if row is None or row[0] is None else str(row[0])
+    return loads, vocabulary
+
+
+def lock_for_judging(connection: Any, dialect: Dialect) -> None:
+    """Inside a transaction: wait until no other submission is being judged (PostgreSQL;
+    a DuckDB file has one writer at a time anyway)."""
+    if dialect == "postgres":
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
 
 
 def latest_status(
@@ -521,7 +634,7 @@ def latest_status(
     row = connection.execute(
         f"SELECT {names.column('report')}, {names.column('kept')} "
         f"FROM {names.table(SUBMISSIONS_TABLE)} "
-        f"ORDER BY {names.column('submitted_at')} DESC, {names.column('submission_id')} LIMIT 1"
+        f"ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
     ).fetchone()
     return None if row is None else hub_status(json.loads(row[0]), kept=bool(row[1]))
 

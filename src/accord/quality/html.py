@@ -349,7 +349,7 @@ def _report(document: Mapping[str, Any]) -> Report:
             StatusCount(STATUS_LABELS[s], s, _count(_integer(counts.get(s)))) for s in STATUS_ORDER
         ),
         problems=tuple(
-            _problem(r, document.get("example_limit"))
+            _problem(r, document.get("example_limit"), rolled_back=document.get("kept") is False)
             for r in sorted(
                 (r for r in results if r.get("status") in ("fail", "error")), key=_problem_order
             )
@@ -404,7 +404,9 @@ def _problem_order(result: Mapping[str, Any]) -> tuple[int, int, float, str]:
     )
 
 
-def _problem(result: Mapping[str, Any], example_limit: object) -> Problem:
+def _problem(
+    result: Mapping[str, Any], example_limit: object, *, rolled_back: bool = False
+) -> Problem:
     status = str(result.get("status"))
     examples = tuple(
         Example(
@@ -420,6 +422,10 @@ def _problem(result: Mapping[str, Any], example_limit: object) -> Problem:
     elif not examples and status == "fail":
         limit = _integer(example_limit)
         note = "no examples available" if limit else "examples not collected"
+    if examples and rolled_back:
+        # The load was rolled back: its ids were never kept and may be given out again.
+        rolled = "rows not kept (the load was rolled back): find them by their source"
+        note = f"{note}; {rolled}" if note else rolled
     error = result.get("error")
     sentence = str(result.get("sentence") or "")
     total = result.get("total")

@@ -87,6 +87,10 @@ class _Context:
     rules: PlausibilityRules = field(default_factory=plausibility_rules)
 
 
+class TransactionAborted(DataError):
+    """A check failed inside a DuckDB transaction, which ends it: the caller must stop."""
+
+
 def run_checks(
     connection: Any,
     dialect: Dialect,
@@ -120,6 +124,8 @@ def run_checks(
     for table, batch in by_table.items():
         try:
             results = _run_batch(connection, dialect, context, table, batch)
+        except TransactionAborted:
+            raise
         except Exception:
             results = [_run_alone(connection, dialect, context, check) for check in batch]
         found.update({r.check_id: r for r in results})
@@ -168,6 +174,8 @@ def find_examples(
         sql = examples_sql(dialect, context, check, table.primary_key[0], limit)
         try:
             rows = _fetch_all(connection, dialect, sql)
+        except TransactionAborted:
+            raise
         except Exception:
             found[check.id] = []
             continue
@@ -275,6 +283,8 @@ def _run_batch(
 def _run_alone(connection: Any, dialect: Dialect, context: _Context, check: Check) -> CheckResult:
     try:
         return _run_batch(connection, dialect, context, check.table, [check])[0]
+    except TransactionAborted:
+        raise
     except Exception as error:
         return CheckResult.failed_to_run(check, _first_line(error))
 
@@ -299,9 +309,16 @@ def _fetch(connection: Any, dialect: Dialect, sql: str, *, one: bool) -> list[An
     try:
         cursor = connection.execute(sql)
         rows = [cursor.fetchone()] if one else list(cursor.fetchall())
-    except Exception:
+    except Exception as error:
         if savepoint:
             connection.execute("ROLLBACK TO SAVEPOINT accord_quality")
+        elif dialect == "duckdb" and _aborted(connection):
+            # DuckDB has no savepoints: inside a load's transaction, a failed check ends
+            # the transaction, and no later check could run. Stop the load, and say why.
+            raise TransactionAborted(
+                f"a quality check could not run inside the load: {_first_line(error)}",
+                hint="the load was rolled back; run `accord quality run` to see which check",
+            ) from error
         raise
     if savepoint:
         connection.execute("RELEASE SAVEPOINT accord_quality")
@@ -647,6 +664,17 @@ def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     line = text[0] if text else type(error).__name__
     return line[:_ERROR_CHARS]
+
+
+def _aborted(connection: Any) -> bool:
+    """Whether a DuckDB connection's transaction was aborted by the last error."""
+    import duckdb
+
+    try:
+        connection.execute("SELECT 1").fetchall()
+    except duckdb.TransactionException:
+        return True
+    return False
 
 
 def _in_transaction(connection: Any) -> bool:
