@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from accord.cdm import VOCABULARY_TABLES, load_spec, skipped_foreign_keys
 from accord.cli.ingest import register
-from accord.errors import DataError
+from accord.errors import DataError, ExitCode
 from accord.ingest import CdmTarget, LoadReport, ingest_omop_csv
 from accord.ingest.omop import OMOP_MAPPING_VERSION, load_order
 from accord.synth import generate_consortium
@@ -393,12 +393,17 @@ def test_the_command_loads_prints_a_summary_and_writes_the_report(
             str(rejects_file),
         ],
     )
-    assert result.exit_code == 0, result.output
+    # The messy export's people have no vocabulary to resolve their concepts against:
+    # the gate quarantines the load, and the command says so with exit code 21.
+    assert result.exit_code == ExitCode.QUARANTINED, result.output
     assert "person" in result.output
     assert "rejected" in result.output
     assert "year_of_birth is not a 32-bit integer" in result.output
+    assert "quality gate: quarantined" in result.output
     saved = json.loads(report_file.read_text())
     assert saved["rows"]["person"] == 4
+    assert saved["quality"]["decision"] == "quarantined"
+    assert any("no row of this load was kept" in note for note in saved["notes"])
     assert saved["rejects"]["file"] == str(rejects_file)
     assert len(read_rejects(rejects_file)) == saved["rejects"]["count"]
 

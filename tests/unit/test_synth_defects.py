@@ -57,11 +57,7 @@ def test_every_clean_member_kind_fails_no_check(tmp_path: Path) -> None:
     for member in manifest.members:
         results = gate(tmp_path / member.db_file).values()
         failing = {r.check_id for r in results if r.status in ("fail", "error")}
-        # An insurer's payer and plan names have no concept in the starter vocabulary.
-        assert failing <= {
-            "completeness.source_mapped.payer_plan_period.payer_source_value",
-            "completeness.source_mapped.payer_plan_period.plan_source_value",
-        }, member.id
+        assert failing == set(), member.id
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.02])

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from accord.errors import EXIT_CODE_HELP, AuditError
 
@@ -98,14 +99,17 @@ def synth(
             )
             decisions[member.id] = verdict.decision
             stage("quality gate", index + 1, len(manifest.members))
+    table = Table(title=f"{len(manifest.members)} members in {out}", title_justify="left")
+    for column in ("member", "kind", "persons", "planted defects", "quality gate"):
+        table.add_column(
+            column, justify="right" if column in ("persons", "planted defects") else "left"
+        )
     for member in manifest.members:
         planted = sum(member.planted_defects.values())
-        extra = f" {planted:>7,} defects" if manifest.defect_rate else ""
-        console.print(
-            f"{member.id:<28} {member.kind:<14} {member.persons:>9,} persons{extra}"
-            f"  quality: {decisions[member.id]}",
-            highlight=False,
+        table.add_row(
+            member.id, member.kind, f"{member.persons:,}", f"{planted:,}", decisions[member.id]
         )
+    console.print(table)
     console.print(f"manifest: {out / 'manifest.json'}")
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -221,20 +222,18 @@ def print_report(document: Mapping[str, Any]) -> None:
     shown = [r for r in document["results"] if r["status"] in ("fail", "error")]
     if shown:
         table = Table(title=f"quality of {document['database']}", title_justify="left")
-        table.add_column("status")
         table.add_column("severity")
-        table.add_column("check", overflow="fold")
-        table.add_column("what was found")
-        table.add_column("examples", overflow="fold")
-        for result in sorted(shown, key=lambda r: (r["severity"] != "fatal", r["check_id"])):
+        table.add_column("what was found (check)", overflow="fold")
+        table.add_column("example ids", max_width=24, overflow="fold")
+        shown.sort(key=lambda r: (r["severity"] != "fatal", -(r["percentage"] or 0)))
+        for result in shown:
             bad = result["status"] == "error" or result["severity"] == "fatal"
             style = "red" if bad else "yellow"
             ids = ", ".join(str(e["id"]) for e in result.get("examples", []))
             table.add_row(
-                f"[{style}]{result['status']}[/]",
-                result["severity"],
-                result["check_id"],
-                result["sentence"],
+                f"[{style}]{result['severity']}[/]"
+                + ("\n[red]error[/]" if result["status"] == "error" else ""),
+                f"{escape(result['sentence'])}\n[dim]{result['check_id']}[/]",
                 ids,
             )
         console.print(table)

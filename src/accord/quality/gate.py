@@ -317,6 +317,8 @@ def judge(
     )
     sources = _sources(connection, dialect, schema, checks, found)
     history = submissions(connection, dialect, schema, limit=TREND_LENGTH)
+    if member is None and history:  # a steward's re-check names the member it always was
+        member = history[-1]["member"]
     previous = history[-1]["results"] if history else {}
     submission_id = uuid.uuid4().hex
     report: dict[str, Any] = {
@@ -429,6 +431,7 @@ def submissions(
                 "at": report["submission"]["at"],
                 "kind": report["submission"]["kind"],
                 "source": report["submission"]["source"],
+                "member": report.get("member"),
                 "decision": report["decision"],
                 "counts": report["counts"],
                 "kept": bool(kept),
