@@ -249,7 +249,8 @@ def test_loading_the_same_files_again_adds_nothing(tmp_path: Path, target: CdmTa
     mapping = extract(tmp_path, diagnoses, gem=GEM)
     first = run(mapping, target)
     again = run(mapping, target)
-    assert first.rows_total == 3 + 3
+    # 3 persons and 3 diagnoses, and an observation period for each of the 2 diagnosed.
+    assert first.rows_total == 3 + 3 + 2
     assert again.rows_total == 0
     assert again.skipped == {"person": 3, "condition_occurrence": 3}
     assert rows(target, "SELECT count(*) FROM condition_occurrence") == [(3,)]
@@ -263,7 +264,8 @@ def test_later_files_find_persons_of_an_earlier_load(tmp_path: Path, target: Cdm
         HEADER + "A,1,NID-3,01.03.2021,401.9,,\n",
     )
     report = run(mapping, target)
-    assert report.rows == {"condition_occurrence": 1}
+    # NID-3 had no event, so no observation period, until now.
+    assert report.rows == {"condition_occurrence": 1, "observation_period": 1}
 
 
 def test_a_missing_csv_file_stops_before_loading(tmp_path: Path, target: CdmTarget) -> None:
@@ -319,10 +321,11 @@ def test_the_command_loads_the_starter_vocabulary_into_an_empty_target(tmp_path:
     )
     assert result.exit_code == 0, result.output
     saved = json.loads(report_file.read_text())
-    assert saved["rows"] == {"condition_occurrence": 1, "person": 3}
+    assert saved["rows"] == {"condition_occurrence": 1, "observation_period": 1, "person": 3}
     assert saved["mapping_version"] == "test 1"
     assert saved["notes"] == [
-        f"the target had no vocabulary: loaded {STARTER_VOCABULARY_VERSION} first"
+        f"the target had no vocabulary: loaded {STARTER_VOCABULARY_VERSION} first",
+        "observation periods derived from first to last event for 1 person",
     ]
 
 

@@ -559,7 +559,8 @@ def test_reloading_adds_nothing_and_an_increment_adds_only_new_resources(
     write_ndjson(export, "Encounter.ndjson", [encounter("e1", "p1")])
     write_ndjson(export, "Condition.ndjson", [condition("c1", "p1", ICD10CM, "I10")])
     first = load(export, target)
-    assert first.rows_total == 4
+    assert first.rows_total == 5  # 4 from the resources, and p1's observation period
+    assert first.rows["observation_period"] == 1
     again = load(export, target)
     assert again.rows_total == 0
     assert again.skipped.total() == 4

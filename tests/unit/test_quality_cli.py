@@ -85,7 +85,17 @@ def test_a_missing_database_is_not_created(app: typer.Typer, tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["accord.quality", "accord.quality.catalogue", "accord.quality.results", "accord.quality.run"],
+    [
+        "accord.quality",
+        "accord.quality.catalogue",
+        "accord.quality.results",
+        "accord.quality.run",
+        "accord.quality.gate",
+        "accord.quality.html",
+        "accord.quality.plausibility",
+        "accord.hub.quality",
+        "accord.ingest.periods",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))

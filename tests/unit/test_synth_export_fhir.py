@@ -112,7 +112,16 @@ def test_every_resource_is_loaded_and_rows_per_table_match(trip: RoundTrip) -> N
     assert trip.report.reject_count == 0
     for table in CARRIED:
         assert trip.report.rows[table] == trip.member.rows[table], table
-    assert trip.one("SELECT count(*) FROM observation_period") == 0
+    # FHIR has no observation periods: each person with events gets one, first to last.
+    with_events = trip.one(
+        "SELECT count(DISTINCT person_id) FROM (SELECT person_id FROM visit_occurrence "
+        "UNION ALL SELECT person_id FROM condition_occurrence "
+        "UNION ALL SELECT person_id FROM drug_exposure "
+        "UNION ALL SELECT person_id FROM procedure_occurrence "
+        "UNION ALL SELECT person_id FROM measurement)"
+    )
+    assert trip.one("SELECT count(*) FROM observation_period") == with_events
+    assert trip.report.rows["observation_period"] == with_events
     # One location per address read: every person's and every care site's.
     assert trip.one("SELECT count(*) FROM location") == trip.member.persons + 3
     assert trip.written["Patient"] == trip.member.persons

@@ -70,7 +70,9 @@ def quality_table(members: list[dict[str, Any]]) -> Table:
         table.add_column(member["member"], overflow="fold")
     decisions = [m["decision"] or "no submission" for m in members]
     table.add_row("[bold]decision[/]", *decisions)
-    table.add_row("submitted", *[(m["submission_at"] or "")[:16] for m in members])
+    table.add_row(
+        "submitted", *[(m["submission_at"] or "")[:16].replace("T", " ") for m in members]
+    )
     table.add_section()
     cells: dict[str, dict[str, str]] = {}
     for index, member in enumerate(members):

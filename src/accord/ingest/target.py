@@ -130,6 +130,10 @@ class CdmTarget:
         sql = f"SELECT 1 FROM {self.names.table(table)} LIMIT 1"
         return bool(self._require_open().fetch(sql))
 
+    def fetch(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Rows of a query on the CDM (inside a load: including its rows)."""
+        return self._require_open().fetch(sql, params)
+
     def vocabulary_version(self) -> str | None:
         """The loaded vocabulary's release, as Athena records it on the ``None`` row."""
         sql = (

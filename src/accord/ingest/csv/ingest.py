@@ -34,6 +34,7 @@ from accord.ingest.csv.reading import Malformed, header_problem, read_batches, r
 from accord.ingest.csv.values import Verdicts, apply_rule, cleaned, mask
 from accord.ingest.fhir.routing import EVENT_TABLES
 from accord.ingest.fhir.tables import cdm_rows
+from accord.ingest.periods import derive_observation_periods
 from accord.ingest.report import LoadReport
 from accord.ingest.target import CdmTarget, Load
 from accord.vocab.gem import read_gem
@@ -78,6 +79,7 @@ def ingest_csv(
             run = _FileRun(described, mapping, target, load, report, router)
             run.load(paths[described.name], progress)
         router.note_gem_use()
+        derive_observation_periods(target, load)
 
 
 def _vocabularies(target: CdmTarget) -> frozenset[str]:

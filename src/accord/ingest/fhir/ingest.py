@@ -35,6 +35,7 @@ from accord.ingest.fhir.references import ReferenceIndex
 from accord.ingest.fhir.resource_types import FHIR_R4_RESOURCE_TYPES, REFERENCED_TYPES
 from accord.ingest.fhir.routing import EventBatch, EventContext, load_events
 from accord.ingest.fhir.writer import CdmWriter, provenance_ids
+from accord.ingest.periods import derive_observation_periods
 from accord.ingest.report import LoadReport
 from accord.ingest.target import CdmTarget
 from accord.vocab.mapping import ConceptMapper
@@ -90,6 +91,7 @@ def ingest_fhir(
         run.gather_referenced(sources)
         run.write_referenced()
         run.load_clinical(sources)
+        derive_observation_periods(target, load)
 
 
 @contextmanager
