@@ -58,7 +58,7 @@ def test_an_empty_patient_column_rejects_the_line(tmp_path: Path, target: CdmTar
         "line 3",
         "patient column national_id is empty",
     )
-    assert report.rows == {"person": 3, "condition_occurrence": 1}
+    assert report.rows == {"person": 3, "condition_occurrence": 1, "observation_period": 1}
 
 
 def test_an_empty_required_field_rejects_the_line(tmp_path: Path, target: CdmTarget) -> None:
@@ -68,7 +68,7 @@ def test_an_empty_required_field_rejects_the_line(tmp_path: Path, target: CdmTar
         "line 2",
         "start_date is required but seen_on is empty",
     )
-    assert report.rows == {"person": 3, "condition_occurrence": 1}
+    assert report.rows == {"person": 3, "condition_occurrence": 1, "observation_period": 1}
 
 
 def test_a_person_without_a_birth_date_is_rejected(tmp_path: Path, target: CdmTarget) -> None:
@@ -88,7 +88,7 @@ def test_text_in_a_number_column_rejects_the_line(tmp_path: Path, target: CdmTar
     report = run(mapping, target)
     assert only_reject(report) == ("diagnoses.csv", "line 3", "days is not a number")
     assert report.examples[0].value == "1.5e"
-    assert report.rows == {"person": 3, "condition_occurrence": 1}
+    assert report.rows == {"person": 3, "condition_occurrence": 1, "observation_period": 1}
 
 
 def test_a_value_the_value_map_lacks_rejects_the_line(tmp_path: Path, target: CdmTarget) -> None:
