@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from accord import protocol
+from accord.analysis.glm import Family, GlmFit, GlmPart, fit
 from accord.errors import ConfigError, HubError, NetworkError
 from accord.privacy.disclosure import DisclosedCount, SmallCellProfile
 from accord.protocol import check_hub_url
-from accord.query import CountPersons
+from accord.query import Analysis, GlmStep
 from accord.trust.envelope import seal
 from accord.trust.keys import Identity, load_identity
 
@@ -36,6 +37,8 @@ class MemberResult:
     count: DisclosedCount | None
     profile: SmallCellProfile | None
     reason: str | None
+    result: dict[str, Any] | None = None
+    """The member's released result as the hub accepted it (a model part, say)."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,14 @@ class TaskResult:
                     member=a["member"],
                     kind=a.get("kind"),
                     status=a["status"],
-                    count=DisclosedCount.from_json(result["disclosed"]) if result else None,
+                    count=(
+                        DisclosedCount.from_json(result["disclosed"])
+                        if "disclosed" in result
+                        else None
+                    ),
                     profile=SmallCellProfile.from_json(result["profile"]) if result else None,
                     reason=a.get("reason"),
+                    result=result or None,
                 )
             )
         total = body.get("summary", {}).get("total")
@@ -166,7 +174,7 @@ class Client:
         members: list[dict[str, Any]] = body["members"]
         return members
 
-    def submit(self, analysis: CountPersons, members: list[str] | None = None) -> str:
+    def submit(self, analysis: Analysis, members: list[str] | None = None) -> str:
         payload = {"analysis": analysis.to_json(), "members": members}
         body = self._request(
             "POST", f"{protocol.API_PREFIX}/tasks", json=self._signed(protocol.TASK_CREATE, payload)
@@ -203,10 +211,50 @@ class Client:
 
     def run(
         self,
-        analysis: CountPersons,
+        analysis: Analysis,
         members: list[str] | None = None,
         *,
         timeout: float = 120.0,
         on_update: Progress | None = None,
     ) -> TaskResult:
         return self.wait(self.submit(analysis, members), timeout=timeout, on_update=on_update)
+
+    def fit_glm(
+        self,
+        model: GlmStep,
+        members: list[str] | None = None,
+        *,
+        names: list[str] | None = None,
+        timeout: float = 120.0,
+        max_iter: int = 25,
+        on_update: Progress | None = None,
+    ) -> GlmFit:
+        """Fit ``model`` over the members by federated Newton-Raphson; equals the pooled fit.
+
+        Each step is one task: every member returns its part at the current coefficients
+        (through its disclosure step), and the parts' sum gives the next step. A member
+        that refuses a step (its disclosure rules, its quality gate) stops the fit with
+        its reason, since a fit without it would not be the consortium's.
+        """
+
+        def parts_for(beta: Any) -> list[GlmPart]:
+            task = self.run(model.with_beta(beta), members, timeout=timeout, on_update=on_update)
+            refused = [m for m in task.members if m.status != "done" or m.result is None]
+            if refused:
+                reasons = "; ".join(f"{m.member}: {m.reason}" for m in refused)
+                raise HubError(f"the model step was refused: {reasons}")
+            return [GlmPart.from_json(m.result["part"]) for m in task.members if m.result]
+
+        labels = names or ["intercept", *(variable_name(v) for v in model.covariates)]
+        family = cast(Family, model.family)  # validated by the query model
+        return fit(parts_for, len(model.beta), family, names=labels, max_iter=max_iter)
+
+
+def variable_name(variable: Any) -> str:
+    """A short label for a model variable: ``age``, ``has_condition 201826``."""
+    criterion = getattr(variable, "criterion", None)
+    if criterion is None:
+        return str(variable.TYPE)
+    concepts = getattr(criterion, "concepts", None)
+    ids: tuple[int, ...] = getattr(concepts, "ids", ()) or getattr(criterion, "concept_ids", ())
+    return " ".join([str(criterion.TYPE), *(str(i) for i in ids[:2])])

@@ -8,12 +8,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from accord.analysis.glm import GlmFit
 from accord.client import Client, TaskResult
-from accord.query import CountPersons
+from accord.query import Analysis
 
 
 def run_with_progress(
-    client: Client, analysis: CountPersons, members: list[str] | None, *, timeout: float
+    client: Client, analysis: Analysis, members: list[str] | None, *, timeout: float
 ) -> TaskResult:
     """Submit and follow a task, one bar tracking how many members have answered."""
     with Progress(
@@ -85,4 +86,24 @@ def quality_table(members: list[dict[str, Any]]) -> Table:
     for check_id in sorted(cells):
         row = cells[check_id]
         table.add_row(check_id, *[row.get(str(i), "") for i in range(len(members))])
+    return table
+
+
+def coefficient_table(fit: GlmFit, *, title: str) -> Table:
+    """A fitted model's coefficients with standard errors, 95% intervals and p-values."""
+    table = Table(title=title, title_justify="left")
+    for column in ("term", "estimate", "std. error", "95% interval", "p"):
+        table.add_column(column, justify="left" if column == "term" else "right")
+    for row in fit.table():
+        table.add_row(
+            row.name,
+            f"{row.estimate:.4f}",
+            f"{row.se:.4f}",
+            f"{row.ci_low:.3f} to {row.ci_high:.3f}",
+            "<0.001" if row.p < 0.001 else f"{row.p:.3f}",
+        )
+    table.caption = (
+        f"{fit.family} model over {fit.n:,} persons; {fit.iterations} Newton steps, "
+        f"deviance {fit.deviance:.2f}"
+    )
     return table

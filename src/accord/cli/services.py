@@ -169,9 +169,9 @@ def query(
     ] = None,
 ) -> None:
     """Send an analysis to the consortium and print each member's disclosed result."""
-    from accord.cli.render import result_table, run_with_progress
+    from accord.cli.render import coefficient_table, result_table, run_with_progress
     from accord.client import Client
-    from accord.query import query_from_json
+    from accord.query import GlmStep, query_from_json
 
     try:
         text = file.read_text(encoding="utf-8")
@@ -183,6 +183,11 @@ def query(
         raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
     chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
     with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
+        if isinstance(analysis, GlmStep):
+            with err.status("fitting the model, one Newton step per round"):
+                fitted = client.fit_glm(analysis, chosen, timeout=timeout)
+            console.print(coefficient_table(fitted, title=f"Federated {analysis.family} model"))
+            return
         result = run_with_progress(client, analysis, chosen, timeout=timeout)
     console.print(result_table(result))
 

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from accord import protocol
 from accord.errors import HubError, QueryError, TrustError, UserError
-from accord.hub.aggregation import accept_count_result, accept_reason, summarise
+from accord.hub.aggregation import accept_reason, accept_result, summarise
 from accord.hub.layout import HubLayout
 from accord.hub.quality import accept_quality_status
 from accord.hub.store import HubStore
@@ -167,7 +167,7 @@ class Hub:
                 info=protocol.result_info(task_id, member),
             )
             try:
-                result = accept_count_result(sealed)
+                result = accept_result(sealed)
             except ValueError as error:
                 # Fail closed but finish: the member's share ends refused, nothing released.
                 reason = f"the hub refused the member's result: {error}"[:500]
@@ -211,7 +211,10 @@ class Hub:
 
 def _display(result: dict[str, Any]) -> str:
     disclosed = result.get("disclosed")
-    return str(disclosed.get("display")) if isinstance(disclosed, dict) else "?"
+    if isinstance(disclosed, dict):
+        return str(disclosed.get("display"))
+    part = result.get("part")
+    return f"model part over {part.get('n')} persons" if isinstance(part, dict) else "?"
 
 
 def create_app(hub_dir: Path) -> FastAPI:

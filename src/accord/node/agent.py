@@ -318,13 +318,17 @@ class NodeAgent:
             )
             body = {"task_id": task_id, "sealed": sealed}
             self.outcomes.put(task_id, protocol.TASK_RESULT, body)
-            self.audit.append(
-                "task.executed",
-                {"task_id": task_id, "display": result["disclosed"]["display"]},
-            )
+            self.audit.append("task.executed", {"task_id": task_id, "display": _display(result)})
             await self._send(protocol.TASK_RESULT, body)
         finally:
             self.running.pop(task_id, None)
+
+
+def _display(result: dict[str, Any]) -> str:
+    """What the audit log says was released: the disclosed count, or a model's size."""
+    if "disclosed" in result:
+        return str(result["disclosed"]["display"])
+    return f"{result['analysis']} part over {result['part']['n']} persons"
 
 
 def _refusal_reason(error: Exception) -> str:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
+from numpy.typing import NDArray
+
+from accord.analysis.glm import Family, local_part
 from accord.errors import DataError, QueryError
 from accord.node.config import DatabaseConfig, DisclosureConfig
 from accord.privacy.disclosure import SmallCellProfile, apply_count
+from accord.privacy.models import model_refusal
 from accord.quality.gate import serving_refusal
-from accord.query import CountPersons, query_from_json
-from accord.query.run import run_count
+from accord.query import CountPersons, GlmStep, query_from_json
+from accord.query.run import run_count, run_design
 
-ALLOWED_ANALYSES = {"count_persons"}
+ALLOWED_ANALYSES = {"count_persons", "glm_step"}
 
 
 class Refusal(Exception):
@@ -68,17 +73,40 @@ def execute(
         query = query_from_json(analysis)
     except QueryError as error:
         raise Refusal(f"analysis failed validation at the node: {error.message}") from None
-    if not isinstance(query, CountPersons):
+    if query.TYPE not in ALLOWED_ANALYSES:
         raise Refusal(f"analysis {analysis.get('type')!r} is not allowlisted at this node")
     profile = profile_for(disclosure)
     with connect(database) as connection:
         withheld = serving_refusal(connection, database.engine, database.schema_)
         if withheld is not None:
             raise Refusal(withheld)
-        raw = run_count(connection, query, database.engine, schema=database.schema_)
-    disclosed = apply_count(profile, raw)
-    return {
-        "analysis": "count_persons",
-        "disclosed": disclosed.to_json(),
-        "profile": profile.to_json(),
-    }
+        if isinstance(query, GlmStep):
+            design, outcome = run_design(
+                connection, query, database.engine, schema=database.schema_
+            )
+        else:
+            raw = run_count(connection, query, database.engine, schema=database.schema_)
+    if isinstance(query, CountPersons):
+        return {
+            "analysis": "count_persons",
+            "disclosed": apply_count(profile, raw).to_json(),
+            "profile": profile.to_json(),
+        }
+    return glm_step_result(query, design, outcome, profile)
+
+
+def glm_step_result(
+    query: GlmStep,
+    design: NDArray[np.float64],
+    outcome: NDArray[np.float64],
+    profile: SmallCellProfile,
+) -> dict[str, Any]:
+    """This member's part of one step of a model, if its disclosure rules allow it."""
+    withheld = model_refusal(profile, design, outcome, query.family)
+    if withheld is not None:
+        raise Refusal(withheld)
+    try:
+        part = local_part(design, outcome, np.asarray(query.beta), cast(Family, query.family))
+    except QueryError as error:  # says what is wrong with the rows, never their values
+        raise Refusal(f"the model cannot be computed at this node: {error.message}") from None
+    return {"analysis": "glm_step", "part": part.to_json(), "profile": profile.to_json()}

@@ -14,20 +14,24 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import TypeAlias
 
 from accord.query.model import (
+    Age,
     AgeBetween,
     Cohort,
     ConceptSet,
     CountPersons,
     Criterion,
+    GlmStep,
     HasCondition,
     HasDrugExposure,
     HasMeasurement,
+    Indicator,
     SexIs,
+    Variable,
 )
 
 Concepts: TypeAlias = ConceptSet | int | Iterable[int]
@@ -74,3 +78,19 @@ def cohort(*criteria: Criterion, as_of: date) -> Cohort:
 
 def count_persons(of: Cohort) -> CountPersons:
     return CountPersons(of)
+
+
+def age() -> Age:
+    """Age in whole years at the cohort's date, as a model variable."""
+    return Age()
+
+
+def indicator(criterion: Criterion) -> Indicator:
+    """1 for persons meeting ``criterion``, else 0, as a model variable."""
+    return Indicator(criterion)
+
+
+def glm(of: Cohort, *, outcome: Variable, covariates: Sequence[Variable], family: str) -> GlmStep:
+    """A generalised linear model ``outcome ~ 1 + covariates`` over a cohort, at its start
+    (every coefficient 0); the client moves ``beta`` from step to step."""
+    return GlmStep(of, outcome, tuple(covariates), family, (0.0,) * (len(covariates) + 1))

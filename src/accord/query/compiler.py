@@ -10,6 +10,9 @@ The SQL for a count is one statement yielding one row with one column, ``n``::
     SELECT COUNT(DISTINCT p.person_id) AS n FROM person AS p
     WHERE p.year_of_birth BETWEEN 1950 AND 1980
       AND EXISTS(SELECT 1 FROM condition_occurrence AS co1 WHERE ...)
+
+The SQL for a model's part is the cohort's design: one row per person with the outcome
+``y`` and the covariates ``x1``, ``x2``, ... (it is read at the member and never leaves).
 """
 
 from __future__ import annotations
@@ -23,18 +26,22 @@ from typing import Any, ClassVar, TypeAlias
 from sqlglot import exp
 
 from accord.query.model import (
+    Age,
     AgeBetween,
     Analysis,
     Cohort,
     ConceptSet,
     CountPersons,
     Criterion,
+    GlmStep,
     HasCondition,
     HasDrugExposure,
     HasMeasurement,
+    Indicator,
     Node,
     Not,
     SexIs,
+    Variable,
 )
 
 
@@ -60,6 +67,7 @@ class Scope:
 # Strings, because these aliases are evaluated at import time and ``exp.Expr`` is recent.
 AnalysisHandler: TypeAlias = "Callable[[Any, Any], exp.Expr]"
 CriterionHandler: TypeAlias = "Callable[[Any, Any, Scope], exp.Expr]"
+VariableHandler: TypeAlias = "Callable[[Any, Any, Scope], exp.Expr]"
 
 
 class BaseCompiler:
@@ -94,6 +102,9 @@ class BaseCompiler:
     def criterion(self, node: Criterion, scope: Scope) -> exp.Expr:
         return self.CRITERIA[type(node)](self, node, scope)
 
+    def variable(self, node: Variable, scope: Scope) -> exp.Expr:
+        return self.VARIABLES[type(node)](self, node, scope)
+
     # Analyses
 
     def count_persons(self, node: CountPersons) -> exp.Expr:
@@ -102,6 +113,17 @@ class BaseCompiler:
         select = exp.select(
             exp.alias_(exp.Count(this=exp.Distinct(expressions=[person_id])), "n")
         ).from_(self.table(self.PERSON, person))
+        where = self.cohort(node.cohort, person)
+        return select if where is None else select.where(where)
+
+    def glm_step(self, node: GlmStep) -> exp.Expr:
+        person = "p"
+        scope = Scope(person=person, as_of=node.cohort.as_of)
+        columns = [exp.alias_(self.variable(node.outcome, scope), "y")]
+        columns += [
+            exp.alias_(self.variable(v, scope), f"x{i}") for i, v in enumerate(node.covariates, 1)
+        ]
+        select = exp.select(*columns).from_(self.table(self.PERSON, person))
         where = self.cohort(node.cohort, person)
         return select if where is None else select.where(where)
 
@@ -140,6 +162,18 @@ class BaseCompiler:
 
     def not_(self, node: Not, scope: Scope) -> exp.Expr:
         return exp.not_(self.criterion(node.criterion, scope))
+
+    # Variables: one number per person.
+
+    def age(self, node: Age, scope: Scope) -> exp.Expr:
+        return exp.Sub(
+            this=exp.Literal.number(scope.as_of.year),
+            expression=exp.column("year_of_birth", table=scope.person),
+        )
+
+    def indicator(self, node: Indicator, scope: Scope) -> exp.Expr:
+        met = self.criterion(node.criterion, scope)
+        return exp.Case().when(met, exp.Literal.number(1)).else_(exp.Literal.number(0))
 
     # Building blocks
 
@@ -210,6 +244,11 @@ class BaseCompiler:
 
     ANALYSES: ClassVar[Mapping[type[Node], AnalysisHandler]] = {
         CountPersons: count_persons,
+        GlmStep: glm_step,
+    }
+    VARIABLES: ClassVar[Mapping[type[Node], VariableHandler]] = {
+        Age: age,
+        Indicator: indicator,
     }
     CRITERIA: ClassVar[Mapping[type[Node], CriterionHandler]] = {
         AgeBetween: age_between,

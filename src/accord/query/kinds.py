@@ -19,6 +19,8 @@ MAX_CONCEPT_ID = 2**31 - 1
 MAX_CONCEPT_IDS = 5_000
 MAX_CRITERIA = 100
 MAX_DEPTH = 32
+# A model with more covariates than this is a data dump, not a question.
+MAX_COVARIATES = 20
 
 
 def at(path: str, name: str) -> str:
@@ -175,3 +177,50 @@ class Date(Kind):
 
     def encode(self, value: Any) -> Any:
         return value.isoformat()
+
+
+class Choice(Kind):
+    """One string out of a fixed set (a model family, say)."""
+
+    def __init__(self, options: tuple[str, ...]) -> None:
+        self.options = options
+
+    def check(self, value: object, path: str) -> list[str]:
+        if isinstance(value, str) and value in self.options:
+            return []
+        return [f"{path}: expected one of {', '.join(self.options)}, got {show(value)}"]
+
+    def decode(self, raw: object, path: str, problems: list[str], depth: int) -> object:
+        problems += self.check(raw, path)
+        return raw
+
+
+class Numbers(Kind):
+    """A tuple of finite numbers (model coefficients), at most ``most`` of them."""
+
+    def __init__(self, *, most: int) -> None:
+        self.most = most
+
+    def check(self, value: object, path: str) -> list[str]:
+        if not isinstance(value, tuple):
+            return [f"{path}: expected a tuple of numbers, got {type(value).__name__}"]
+        return self._items(value, path)
+
+    def decode(self, raw: object, path: str, problems: list[str], depth: int) -> object:
+        if not isinstance(raw, list):
+            problems.append(f"{path}: expected a list of numbers, got {show(raw)}")
+            return None
+        problems += self._items(raw, path)
+        return tuple(float(x) if _is_number(x) else x for x in raw)
+
+    def encode(self, value: Any) -> Any:
+        return list(value)
+
+    def _items(self, items: tuple[object, ...] | list[object], path: str) -> list[str]:
+        if len(items) > self.most:
+            return [f"{path}: at most {self.most} numbers allowed, got {len(items)}"]
+        return [
+            f"{path}[{i}]: expected a finite number, got {show(item)}"
+            for i, item in enumerate(items)
+            if not (_is_number(item) and math.isfinite(item))
+        ]

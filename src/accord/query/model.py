@@ -24,14 +24,17 @@ from typing import Any, ClassVar, Self, TypeAlias, cast
 from accord.errors import QueryError
 from accord.query.kinds import (
     MAX_CONCEPT_IDS,
+    MAX_COVARIATES,
     MAX_CRITERIA,
     MAX_DEPTH,
     Boolean,
+    Choice,
     ConceptIds,
     Date,
     Integer,
     Kind,
     Number,
+    Numbers,
     at,
     show,
     where,
@@ -366,7 +369,72 @@ class CountPersons(Node):
     cohort: Cohort = field(metadata=_meta(Child("cohort", "a Cohort")))
 
 
-Analysis: TypeAlias = CountPersons
+class Variable(Node):
+    """A number per person of a cohort, at the cohort's ``as_of`` date: a model's outcome
+    or covariate. It is computed at the member; only the model's sums leave."""
+
+    CATEGORY: ClassVar[str] = "variable"
+
+
+@dataclass(frozen=True)
+class Age(Variable):
+    """Age in whole years at ``as_of``: year(as_of) - year_of_birth."""
+
+    TYPE: ClassVar[str] = "age"
+
+
+@dataclass(frozen=True)
+class Indicator(Variable):
+    """1 if the person meets ``criterion`` at ``as_of``, else 0."""
+
+    TYPE: ClassVar[str] = "indicator"
+
+    criterion: Criterion = field(metadata=_CRITERION)
+
+
+FAMILIES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
+_VARIABLE = _meta(Child("variable", "a variable"))
+
+
+@dataclass(frozen=True)
+class GlmStep(Node):
+    """One member's part of one Newton-Raphson step of a generalised linear model.
+
+    The model is ``outcome ~ 1 + covariates`` over the cohort's persons, with the
+    family's canonical link; ``beta`` holds the current coefficients, the intercept
+    first. The member answers with its score vector, information matrix, deviance and
+    number of persons, which the researcher's client sums over members to take the step.
+    """
+
+    TYPE: ClassVar[str] = "glm_step"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_meta(Child("cohort", "a Cohort")))
+    outcome: Variable = field(metadata=_VARIABLE)
+    covariates: tuple[Variable, ...] = field(
+        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
+    )
+    family: str = field(metadata=_meta(Choice(FAMILIES)))
+    beta: tuple[float, ...] = field(metadata=_meta(Numbers(most=MAX_COVARIATES + 1)))
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        covariates, beta = values.get("covariates"), values.get("beta")
+        if covariates is None or beta is None or len(beta) == len(covariates) + 1:
+            return []
+        return [
+            f"{at(path, 'beta')}: expected {len(covariates) + 1} coefficients (the "
+            f"intercept and one per covariate), got {len(beta)}"
+        ]
+
+    def with_beta(self, beta: Sequence[float]) -> GlmStep:
+        """The same model at other coefficients: the next step's question."""
+        return GlmStep(
+            self.cohort, self.outcome, self.covariates, self.family, tuple(map(float, beta))
+        )
+
+
+Analysis: TypeAlias = CountPersons | GlmStep
 
 
 def query_from_json(obj: object) -> Analysis:

@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from datetime import date
 
-from accord.query.builders import age_between, cohort, count_persons, has_condition, has_drug
-from accord.query.model import CountPersons
-from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
+from accord.query.builders import (
+    age,
+    age_between,
+    cohort,
+    count_persons,
+    glm,
+    has_condition,
+    has_drug,
+    has_measurement,
+    indicator,
+    sex_is,
+)
+from accord.query.model import CountPersons, GlmStep
+from accord.vocab.concepts import (
+    BETA_BLOCKERS,
+    FEMALE,
+    HBA1C,
+    HYPERTENSION,
+    METFORMIN,
+    TYPE_2_DIABETES,
+)
+
+TREATMENT_RESPONSE_COVARIATES = ("metformin", "age", "female", "hypertension")
 
 
 def trial_recruitment(as_of: date) -> CountPersons:
@@ -22,4 +42,25 @@ def trial_recruitment(as_of: date) -> CountPersons:
             ~has_drug(BETA_BLOCKERS),
             as_of=as_of,
         )
+    )
+
+
+def treatment_response(as_of: date) -> GlmStep:
+    """Scenario 6: a logistic regression of treatment response in type 2 diabetes.
+
+    Among persons with type 2 diabetes and an HbA1c result by ``as_of``: the odds of an
+    HbA1c at or below 7% (glycaemic control) by exposure to metformin, adjusted for age,
+    sex and hypertension. Coefficients come in the order of
+    ``TREATMENT_RESPONSE_COVARIATES``, after the intercept.
+    """
+    return glm(
+        cohort(has_condition(TYPE_2_DIABETES), has_measurement(HBA1C), as_of=as_of),
+        outcome=indicator(has_measurement(HBA1C, max_value=7.0)),
+        covariates=[
+            indicator(has_drug(METFORMIN)),
+            age(),
+            indicator(sex_is(FEMALE)),
+            indicator(has_condition(HYPERTENSION)),
+        ],
+        family="binomial",
     )

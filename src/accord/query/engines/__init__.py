@@ -18,7 +18,8 @@ ENGINES: dict[str, type[BaseCompiler]] = {
 
 
 def compile_query(query: Analysis, dialect: Dialect, *, schema: str | None = None) -> str:
-    """One SQL statement for ``query`` yielding a single row with the column ``n``.
+    """One SQL statement for ``query``: for a count, a single row with the column ``n``;
+    for a model's part, the cohort's design (columns ``y``, ``x1``, ``x2``, ...).
 
     ``schema`` names the schema holding the CDM tables; ``None`` uses the connection's
     search path.
