@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 accord="${ACCORD:-.venv/bin/accord}"
-for name in synth ingest quality; do
+for name in synth ingest quality federated-count task-overhead glm; do
   "$accord" bench "$name"
 done

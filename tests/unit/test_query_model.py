@@ -41,6 +41,8 @@ from query_strategies import queries
 
 AS_OF = date(2025, 12, 31)
 
+ANALYSES = "'count_persons', 'glm_step'"
+
 
 def problems_of(obj: Any) -> set[str]:
     with pytest.raises(QueryValidationError) as raised:
@@ -185,10 +187,10 @@ def test_every_problem_is_reported_with_its_path() -> None:
 @pytest.mark.parametrize(
     ("document", "problem"),
     [
-        ([], "query: expected an object of type 'count_persons', got []"),
-        (None, "query: expected an object of type 'count_persons', got null"),
-        ({"cohort": {}}, "type: expected one of 'count_persons', field missing"),
-        ({"type": "cohort"}, "type: expected one of 'count_persons', got \"cohort\""),
+        ([], f"query: expected an object of one of the types {ANALYSES}, got []"),
+        (None, f"query: expected an object of one of the types {ANALYSES}, got null"),
+        ({"cohort": {}}, f"type: expected one of {ANALYSES}, field missing"),
+        ({"type": "cohort"}, f"type: expected one of {ANALYSES}, got \"cohort\""),
         ({"type": "count_persons"}, "cohort: required field missing"),
         ({"type": "count_persons", "cohort": 3}, "cohort: expected an object of type 'cohort'"),
         (wrap(as_of="20251231"), "cohort.as_of: expected a date as YYYY-MM-DD"),

@@ -18,6 +18,9 @@ BENCHMARKS: dict[str, str] = {
     "synth": "accord.bench.synth",
     "quality": "accord.bench.quality",
     "ingest": "accord.bench.ingest",
+    "federated-count": "accord.bench.federated_count",
+    "task-overhead": "accord.bench.task_overhead",
+    "glm": "accord.bench.glm",
 }
 
 Progress = Callable[[str, int, int], None]

@@ -23,13 +23,22 @@ class QualitySync:
     def __init__(self, db: sqlite3.Connection, audit: AuditLog) -> None:
         self.db = db
         self.audit = audit
+        self.latest: str | None = None
+        self.status: dict[str, Any] | None = None
         db.execute("CREATE TABLE IF NOT EXISTS quality_audited (submission_id TEXT PRIMARY KEY)")
 
     def sync(self, database: DatabaseConfig) -> dict[str, Any] | None:
-        """Audit verdicts not yet audited; return the newest one's status for the hub."""
+        """Audit verdicts not yet audited; return the newest one's status for the hub.
+
+        Runs before every task, so it reads the reports only when a new verdict exists.
+        """
         with connect(database) as connection:
+            latest = gate.latest_submission_id(connection, database.engine, database.schema_)
+            if latest == self.latest:
+                return self.status
             found = gate.submissions(connection, database.engine, database.schema_)
             status = gate.latest_status(connection, database.engine, database.schema_)
+        self.latest, self.status = latest, status
         for entry in found:
             seen = self.db.execute(
                 "SELECT 1 FROM quality_audited WHERE submission_id = ?", (entry["submission_id"],)

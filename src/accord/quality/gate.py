@@ -572,26 +572,47 @@ def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None
     quarantined, and data loaded after the newest verdict (a load run without the gate)
     are all withheld. The reason names no patient data.
     """
-    report = latest_report(connection, dialect, schema, kept_only=True)
-    if report is None:
+    names = SqlNames(dialect, schema)
+    row = None
+    if _has_table(connection, names, SUBMISSIONS_TABLE):
+        # The columns, not the report: this runs before every task.
+        columns = names.columns(["decision", "submitted_at", "loads_covered", "vocabulary_version"])
+        row = connection.execute(
+            f"SELECT {columns} FROM {names.table(SUBMISSIONS_TABLE)} "
+            f"WHERE {names.column('kept')} ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
+        ).fetchone()
+    if row is None:
         return (
             "this member's data has not passed the quality gate yet; "
             "its data steward runs `accord quality run`"
         )
-    at = report["submission"]["at"]
-    if report["decision"] == "quarantined":
+    decision, submitted_at, loads_covered, vocabulary_judged = row
+    if decision == "quarantined":
         return (
-            f"this member's data is quarantined by its quality gate (submission of {at}) "
-            "until its data steward fixes and resubmits it"
+            f"this member's data is quarantined by its quality gate (submission of "
+            f"{submitted_at:%Y-%m-%d %H:%M} UTC) until its data steward fixes and resubmits it"
         )
     loads, vocabulary = data_state(connection, dialect, schema)
-    judged = report["submission"]
-    if loads != judged["loads_covered"] or vocabulary != judged["vocabulary_version"]:
+    if loads != loads_covered or vocabulary != vocabulary_judged:
         return (
             "this member's data or vocabulary changed after its last quality check; "
             "its data steward runs `accord quality run`"
         )
     return None
+
+
+def latest_submission_id(
+    connection: Any, dialect: Dialect, schema: str | None = None
+) -> str | None:
+    """The newest submission's id (cheap: no report is read)."""
+    names = SqlNames(dialect, schema)
+    if not _has_table(connection, names, SUBMISSIONS_TABLE):
+        return None
+    row = connection.execute(
+        f"SELECT {names.column('submission_id')} FROM {names.table(SUBMISSIONS_TABLE)} "
+        f"ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def data_state(

@@ -133,7 +133,8 @@ def decode_node(
         problems.append(f"{where(path)}: nested more than {MAX_DEPTH} levels deep")
         return None
     if not isinstance(raw, Mapping):
-        problems.append(f"{where(path)}: expected an object of type {names}, got {show(raw)}")
+        kind = "of type" if len(allowed) == 1 else "of one of the types"
+        problems.append(f"{where(path)}: expected an object {kind} {names}, got {show(raw)}")
         return None
     cls = next((c for c in allowed if raw.get("type") == c.TYPE), None)
     if cls is None:
