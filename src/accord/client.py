@@ -193,7 +193,10 @@ class Client:
             body = self._request(
                 "POST",
                 f"{protocol.API_PREFIX}/tasks/{task_id}/wait",
-                json=self._signed(protocol.TASK_READ, {"seen": seen, "wait_seconds": wait}),
+                json=self._signed(
+                    protocol.TASK_READ,
+                    {"seen": seen, "wait_seconds": wait, "until_done": on_update is None},
+                ),
             )
             seen = body["fingerprint"]
             result = TaskResult.from_json(body)

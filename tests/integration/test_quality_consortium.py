@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from websockets.sync.client import connect
 
 from accord import protocol
 from accord.client import Client
+from accord.ingest.engines import connect_for_writing
 from accord.query.scenarios import trial_recruitment
 from accord.trust.audit import verify_log
 from accord.trust.envelope import seal
@@ -91,7 +91,8 @@ def test_a_quarantined_member_is_not_counted_until_resubmitted(running: Running)
     assert counted[member]
 
     # Orphan rows reach the member's CDM behind the gate's back; the steward re-checks.
-    with duckdb.connect(str(path)) as connection:
+    # The node holds its database open between close tasks: wait until it lets go.
+    with connect_for_writing(path) as connection:
         connection.execute(
             "INSERT INTO condition_occurrence (condition_occurrence_id, person_id, "
             "condition_concept_id, condition_start_date, condition_type_concept_id) "
@@ -123,7 +124,7 @@ def test_a_quarantined_member_is_not_counted_until_resubmitted(running: Running)
     assert "900000001" not in json.dumps(table)
 
     # The steward fixes the data and resubmits: counted again, as before.
-    with duckdb.connect(str(path)) as connection:
+    with connect_for_writing(path) as connection:
         connection.execute("DELETE FROM condition_occurrence WHERE condition_occurrence_id > 9e8")
     assert "decision: accepted" in accord("quality", "run", "--db", str(path)).stdout
     with client(running) as researcher:

@@ -294,7 +294,8 @@ def create_app(hub_dir: Path) -> FastAPI:
 
     @app.post(f"{protocol.API_PREFIX}/tasks/{{task_id}}/wait")
     async def wait_task(task_id: str, envelope: dict[str, Any]) -> dict[str, Any]:
-        """Long-poll a task: answers at once if it changed since ``seen``, else on change."""
+        """Long-poll a task: answers at once if it changed since ``seen``, else on change
+        (or, with ``until_done``, once every member has answered)."""
         hub = hub_of(app)
         try:
             payload = hub.open(envelope, role="researcher", kind=protocol.TASK_READ)
@@ -305,10 +306,12 @@ def create_app(hub_dir: Path) -> FastAPI:
             raise HTTPException(404, f"no task {task_id} for {envelope['sender']}")
         seen = str(payload.get("seen", ""))
         timeout = _wait_seconds(payload.get("wait_seconds", 0))
+        # A caller that shows no progress waits for the end in one request.
+        until_done = payload.get("until_done") is True
         deadline = asyncio.get_running_loop().time() + timeout
         while (
             view.status != "done"
-            and _fingerprint(view.to_json()) == seen
+            and (until_done or _fingerprint(view.to_json()) == seen)
             and not hub.closing.is_set()
         ):
             remaining = deadline - asyncio.get_running_loop().time()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -202,7 +203,6 @@ class Postgres(Engine):
 
 def open_duckdb(path: Path, schema: str | None, *, create: bool) -> DuckDB:
     """Connect to the DuckDB file at ``path``, creating it only when ``create`` is true."""
-    import duckdb
 
     if path.is_dir():
         raise DataError(f"{path} is a folder, not a DuckDB database file")
@@ -214,13 +214,7 @@ def open_duckdb(path: Path, schema: str | None, *, create: bool) -> DuckDB:
         )
     if not existed and not path.parent.is_dir():
         raise DataError(f"cannot create database {path}: folder {path.parent} does not exist")
-    try:
-        connection = duckdb.connect(str(path))
-    except duckdb.Error as error:
-        raise DataError(
-            f"cannot open DuckDB database {path}: {first_line(error)}",
-            hint="check it is a DuckDB file and no other program has it open for writing",
-        ) from None
+    connection = connect_for_writing(path)
     engine = DuckDB(connection, path)
     engine.created = not existed
     try:
@@ -229,6 +223,30 @@ def open_duckdb(path: Path, schema: str | None, *, create: bool) -> DuckDB:
         engine.discard()
         raise
     return engine
+
+
+LOCK_WAIT_SECONDS: Final = 15.0
+"""How long a writer waits for a DuckDB file another process has open (a member's node
+keeps its database open between tasks that follow each other, then lets go)."""
+
+
+def connect_for_writing(path: Path) -> Any:
+    """A read-write DuckDB connection, waiting up to ``LOCK_WAIT_SECONDS`` for the file."""
+    import duckdb
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.Error as error:
+            locked = "lock" in str(error).lower()
+            if not locked or time.monotonic() >= deadline:
+                raise DataError(
+                    f"cannot open DuckDB database {path}: {first_line(error)}",
+                    hint="check it is a DuckDB file and no other program has it open"
+                    + (f" (waited {LOCK_WAIT_SECONDS:.0f} s)" if locked else ""),
+                ) from None
+        time.sleep(0.25)
 
 
 def open_postgres(dsn: str, schema: str | None, *, create: bool) -> Postgres:

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from accord import __version__, protocol
 from accord.errors import ConfigError, NetworkError, TrustError
 from accord.node.config import NodeConfig
-from accord.node.executor import Refusal, execute
+from accord.node.executor import MemberDatabase, Refusal, execute
 from accord.node.quality import QualitySync
 from accord.trust.audit import AuditLog
 from accord.trust.envelope import InMemoryNonceStore, ReplayGuard, open_envelope, seal
@@ -104,6 +104,7 @@ class NodeAgent:
         self.audit = AuditLog.open(config.state_dir / "audit.db", self.identity)
         self.outcomes = Outcomes(config.state_dir / "outcomes.db")
         self.quality = QualitySync(self.outcomes.db, self.audit)
+        self.database = MemberDatabase(config.database)
         self.quality_lock = asyncio.Lock()
         self.quality_sent: str | None = None
         self.guard = ReplayGuard(InMemoryNonceStore())
@@ -114,6 +115,7 @@ class NodeAgent:
         self.send_lock = asyncio.Lock()
 
     def close(self) -> None:
+        self.database.close()
         self.outcomes.close()
         self.audit.close()
 
@@ -150,6 +152,20 @@ class NodeAgent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until ``stop`` is set; gives up only if the hub was never reached."""
+        closer = asyncio.create_task(self._close_idle_database(stop))
+        try:
+            await self._connect_loop(stop)
+        finally:
+            closer.cancel()
+
+    async def _close_idle_database(self, stop: asyncio.Event) -> None:
+        # Lets the data steward's loads in between tasks (see MemberDatabase).
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            self.database.close_if_idle()
+
+    async def _connect_loop(self, stop: asyncio.Event) -> None:
         url = self.config.websocket_url + protocol.NODE_CONNECT_PATH
         backoff = Backoff()
         first_failure: float | None = None
@@ -264,7 +280,7 @@ class NodeAgent:
         """Audit new quality verdicts and send the hub the newest one's status."""
         async with self.quality_lock:
             try:
-                status = await asyncio.to_thread(self.quality.sync, self.config.database)
+                status = await asyncio.to_thread(self.quality.sync, self.database)
             except Exception as error:  # a busy or missing database must not stop the node
                 self.say(f"could not read the quality gate's verdicts: {type(error).__name__}")
                 return
@@ -300,7 +316,7 @@ class NodeAgent:
                 await asyncio.sleep(delay)
             try:
                 result = await asyncio.to_thread(
-                    execute, analysis, self.config.database, self.config.disclosure
+                    execute, analysis, self.database, self.config.disclosure
                 )
             except Exception as error:  # every failure must still answer the hub
                 if not isinstance(error, Refusal):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from accord.node.config import DatabaseConfig
-from accord.node.executor import connect
+from accord.node.executor import MemberDatabase
 from accord.quality import gate
 from accord.trust.audit import AuditLog
 
@@ -27,17 +26,18 @@ class QualitySync:
         self.status: dict[str, Any] | None = None
         db.execute("CREATE TABLE IF NOT EXISTS quality_audited (submission_id TEXT PRIMARY KEY)")
 
-    def sync(self, database: DatabaseConfig) -> dict[str, Any] | None:
+    def sync(self, database: MemberDatabase) -> dict[str, Any] | None:
         """Audit verdicts not yet audited; return the newest one's status for the hub.
 
         Runs before every task, so it reads the reports only when a new verdict exists.
         """
-        with connect(database) as connection:
-            latest = gate.latest_submission_id(connection, database.engine, database.schema_)
+        engine, schema = database.config.engine, database.config.schema_
+        with database.connect() as connection:
+            latest = gate.latest_submission_id(connection, engine, schema)
             if latest == self.latest:
                 return self.status
-            found = gate.submissions(connection, database.engine, database.schema_)
-            status = gate.latest_status(connection, database.engine, database.schema_)
+            found = gate.submissions(connection, engine, schema)
+            status = gate.latest_status(connection, engine, schema)
         self.latest, self.status = latest, status
         for entry in found:
             seen = self.db.execute(
