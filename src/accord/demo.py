@@ -176,6 +176,9 @@ def prepare(
                 path=str(
                     Path("..") / ".." / "members" / arrived.get(member.id, ("", member.db_file))[1]
                 ),
+                # Every node runs on this one machine: share its cores rather than each
+                # starting a thread per core and fighting over them.
+                threads=max(1, (os.cpu_count() or 1) // len(manifest.members)),
             ),
         )
         write_node_config(layout.node_config(member.id), config)

@@ -28,6 +28,7 @@ from accord.query.scenarios import trial_recruitment
 MEMBERS = 5
 RUNS = 7
 TABLES = ("person", "condition_occurrence", "drug_exposure")
+PERSON_ID_STRIDE = 1_000_000_000
 
 
 def run(
@@ -82,9 +83,19 @@ def _pooled(
                     f"ATTACH '{running.member_database(member)}' AS m{index} (READ_ONLY)"
                 )
             for table in TABLES:
-                columns = ", ".join(load_spec().table(table).field_names)
+                # Each member numbers its persons from 1: shift them apart, as a pooled
+                # warehouse must, so that no two members' persons become one.
+                fields = load_spec().table(table).field_names
                 union = " UNION ALL ".join(
-                    f"SELECT {columns} FROM m{i}.{table}" for i in range(len(names))
+                    "SELECT "
+                    + ", ".join(
+                        f"person_id + {PERSON_ID_STRIDE * i} AS person_id"
+                        if field == "person_id"
+                        else field
+                        for field in fields
+                    )
+                    + f" FROM m{i}.{table}"
+                    for i in range(len(names))
                 )
                 pooled.execute(f"CREATE TABLE {table} AS {union}")
             pooled.execute("CREATE TABLE concept_ancestor AS SELECT * FROM m0.concept_ancestor")

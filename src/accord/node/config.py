@@ -25,6 +25,8 @@ class DatabaseConfig(BaseModel):
     path: str | None = None
     dsn: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
+    threads: int | None = Field(default=None, ge=1, le=256)
+    """DuckDB worker threads (default: one per core). Nodes sharing a machine split it."""
 
 
 class DisclosureConfig(BaseModel):

@@ -7,6 +7,7 @@ accepted is not read at all (:func:`accord.quality.gate.serving_refusal`).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from accord.query import CountPersons, GlmStep, query_from_json
 from accord.query.run import run_count, run_design
 
 ALLOWED_ANALYSES = {"count_persons", "glm_step"}
+MAX_CACHED_DESIGNS = 4
 
 
 class Refusal(Exception):
@@ -58,6 +60,44 @@ class MemberDatabase:
         self._duckdb: Any = None
         self._users = 0
         self._last_used = 0.0
+        # A model's design, kept between its Newton steps while the file stays open (and
+        # so cannot have changed): each step then costs arithmetic, not a query.
+        self._designs: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
+        self._withheld: tuple[str | None] | None = None
+        self.opened = 0
+        """How many times the file was opened: what was read before may be stale after."""
+
+    def serving_refusal(self, connection: Any) -> str | None:
+        """The quality gate's say on serving this data (a DuckDB file cannot change while
+        the node holds it open, so the answer is kept until it closes)."""
+        engine, schema = self.config.engine, self.config.schema_
+        if engine != "duckdb":
+            return serving_refusal(connection, engine, schema)
+        with self._lock:
+            known = self._withheld
+        if known is None:
+            known = (serving_refusal(connection, engine, schema),)
+            with self._lock:
+                self._withheld = known
+        return known[0]
+
+    def design(
+        self, query: GlmStep, connection: Any
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The model's design at this member (from the cache while the file is open)."""
+        engine, schema = self.config.engine, self.config.schema_
+        if engine != "duckdb":
+            return run_design(connection, query, engine, schema=schema)
+        key = json.dumps({**query.to_json(), "beta": None}, sort_keys=True)
+        with self._lock:
+            found = self._designs.get(key)
+        if found is None:
+            found = run_design(connection, query, engine, schema=schema)
+            with self._lock:
+                if len(self._designs) >= MAX_CACHED_DESIGNS:
+                    self._designs.clear()
+                self._designs[key] = found
+        return found
 
     @contextmanager
     def connect(self) -> Iterator[Any]:
@@ -69,6 +109,7 @@ class MemberDatabase:
         with self._lock:
             if self._duckdb is None:
                 self._duckdb = _open_duckdb(self.config)
+                self.opened += 1
             self._users += 1
             cursor = self._duckdb.cursor()
         try:
@@ -86,20 +127,27 @@ class MemberDatabase:
             if self._duckdb is not None and self._users == 0 and idle:
                 self._duckdb.close()
                 self._duckdb = None
+                self._designs.clear()
+                self._withheld = None
 
     def close(self) -> None:
         with self._lock:
             if self._duckdb is not None:
                 self._duckdb.close()
                 self._duckdb = None
+            self._designs.clear()
+            self._withheld = None
 
 
 def _open_duckdb(database: DatabaseConfig) -> Any:
     import duckdb
 
     assert database.path is not None
+    settings: dict[str, str | bool | int | float | list[str]] = {}
+    if database.threads is not None:
+        settings["threads"] = database.threads
     try:
-        return duckdb.connect(database.path, read_only=True)
+        return duckdb.connect(database.path, read_only=True, config=settings)
     except duckdb.Error as error:
         raise DataError(f"cannot open member database {database.path}: {error}") from None
 
@@ -133,11 +181,11 @@ def execute(
     profile = profile_for(disclosure)
     engine, schema = database.config.engine, database.config.schema_
     with database.connect() as connection:
-        withheld = serving_refusal(connection, engine, schema)
+        withheld = database.serving_refusal(connection)
         if withheld is not None:
             raise Refusal(withheld)
         if isinstance(query, GlmStep):
-            design, outcome = run_design(connection, query, engine, schema=schema)
+            design, outcome = database.design(query, connection)
         else:
             raw = run_count(connection, query, engine, schema=schema)
     if isinstance(query, CountPersons):

@@ -24,6 +24,7 @@ class QualitySync:
         self.audit = audit
         self.latest: str | None = None
         self.status: dict[str, Any] | None = None
+        self.opened = -1
         db.execute("CREATE TABLE IF NOT EXISTS quality_audited (submission_id TEXT PRIMARY KEY)")
 
     def sync(self, database: MemberDatabase) -> dict[str, Any] | None:
@@ -32,7 +33,10 @@ class QualitySync:
         Runs before every task, so it reads the reports only when a new verdict exists.
         """
         engine, schema = database.config.engine, database.config.schema_
+        if engine == "duckdb" and self.opened == database.opened and self.latest is not None:
+            return self.status  # the file has stayed open: no verdict can have come since
         with database.connect() as connection:
+            self.opened = database.opened
             latest = gate.latest_submission_id(connection, engine, schema)
             if latest == self.latest:
                 return self.status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, TypeAlias
 
 from accord.errors import QueryError
@@ -39,7 +40,14 @@ def compile_query(query: Analysis, dialect: Dialect, *, schema: str | None = Non
     if engine is None:
         known = ", ".join(sorted(ENGINES))
         raise QueryError(f"unknown SQL dialect {dialect!r}; expected one of {known}")
-    return engine(schema=schema).compile(query)
+    return _compiled(query, dialect, schema)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(query: Analysis, dialect: str, schema: str | None) -> str:
+    # Queries are frozen, hashable trees: a node answering the same question again (a
+    # model's next step at a new beta is another question) skips the compiler.
+    return ENGINES[dialect](schema=schema).compile(query)
 
 
 __all__ = ["ENGINES", "Dialect", "compile_query"]
