@@ -7,18 +7,23 @@ from datetime import date
 from hypothesis import strategies as st
 
 from accord.query import (
+    Age,
     AgeBetween,
     Cohort,
     ConceptSet,
     CountPersons,
     Criterion,
+    GlmStep,
     HasCondition,
     HasDrugExposure,
     HasMeasurement,
+    Indicator,
     Not,
     SexIs,
+    Variable,
 )
 from accord.query.kinds import MAX_CONCEPT_ID
+from accord.query.model import FAMILIES
 
 ANY_CONCEPT = st.integers(min_value=1, max_value=MAX_CONCEPT_ID)
 ANY_NUMBER = st.one_of(
@@ -45,19 +50,25 @@ def ordered_pair(
     return low, high
 
 
+ANY_AGE = st.integers(0, 150)
+
+
 @st.composite
-def age_ranges(draw: st.DrawFn) -> AgeBetween:
-    low, high = sorted(draw(st.lists(st.integers(0, 150), min_size=2, max_size=2)))
+def age_ranges(draw: st.DrawFn, ages: st.SearchStrategy[int] = ANY_AGE) -> AgeBetween:
+    low, high = sorted(draw(st.lists(ages, min_size=2, max_size=2)))
     return AgeBetween(low, high)
 
 
 def criteria(
-    ids: st.SearchStrategy[int], numbers: st.SearchStrategy[float] = ANY_NUMBER
+    ids: st.SearchStrategy[int],
+    numbers: st.SearchStrategy[float] = ANY_NUMBER,
+    *,
+    ages: st.SearchStrategy[int] = ANY_AGE,
 ) -> st.SearchStrategy[Criterion]:
     sets = concept_sets(ids)
     bounds = ordered_pair(st.none() | numbers)
     leaves: st.SearchStrategy[Criterion] = st.one_of(
-        age_ranges(),
+        age_ranges(ages),
         st.lists(ids, min_size=1, max_size=3, unique=True).map(lambda c: SexIs(tuple(c))),
         sets.map(HasCondition),
         sets.map(HasDrugExposure),
@@ -70,6 +81,47 @@ def queries(
     ids: st.SearchStrategy[int] = ANY_CONCEPT,
     numbers: st.SearchStrategy[float] = ANY_NUMBER,
     dates: st.SearchStrategy[date] = ANY_DATE,
+    *,
+    ages: st.SearchStrategy[int] = ANY_AGE,
 ) -> st.SearchStrategy[CountPersons]:
-    cohorts = st.builds(Cohort, st.lists(criteria(ids, numbers), max_size=4).map(tuple), dates)
-    return cohorts.map(CountPersons)
+    return cohorts(ids, numbers, dates, ages=ages).map(CountPersons)
+
+
+def cohorts(
+    ids: st.SearchStrategy[int] = ANY_CONCEPT,
+    numbers: st.SearchStrategy[float] = ANY_NUMBER,
+    dates: st.SearchStrategy[date] = ANY_DATE,
+    *,
+    ages: st.SearchStrategy[int] = ANY_AGE,
+) -> st.SearchStrategy[Cohort]:
+    chosen = st.lists(criteria(ids, numbers, ages=ages), max_size=4).map(tuple)
+    return st.builds(Cohort, chosen, dates)
+
+
+def variables(
+    ids: st.SearchStrategy[int] = ANY_CONCEPT,
+    numbers: st.SearchStrategy[float] = ANY_NUMBER,
+    *,
+    ages: st.SearchStrategy[int] = ANY_AGE,
+) -> st.SearchStrategy[Variable]:
+    return st.one_of(st.just(Age()), criteria(ids, numbers, ages=ages).map(Indicator))
+
+
+@st.composite
+def glm_steps(
+    draw: st.DrawFn,
+    ids: st.SearchStrategy[int] = ANY_CONCEPT,
+    numbers: st.SearchStrategy[float] = ANY_NUMBER,
+    dates: st.SearchStrategy[date] = ANY_DATE,
+    *,
+    ages: st.SearchStrategy[int] = ANY_AGE,
+) -> GlmStep:
+    """A model's step at its start (every coefficient 0), with up to four covariates."""
+    covariates = tuple(draw(st.lists(variables(ids, numbers, ages=ages), max_size=4)))
+    return GlmStep(
+        draw(cohorts(ids, numbers, dates, ages=ages)),
+        draw(variables(ids, numbers, ages=ages)),
+        covariates,
+        draw(st.sampled_from(FAMILIES)),
+        (0.0,) * (len(covariates) + 1),
+    )

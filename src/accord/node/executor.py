@@ -120,6 +120,13 @@ class MemberDatabase:
                 self._users -= 1
                 self._last_used = time.monotonic()
 
+    @property
+    def open_since(self) -> int | None:
+        """Which opening of the DuckDB file is current (``None`` while it is closed):
+        anything read under the same opening is still true."""
+        with self._lock:
+            return self.opened if self._duckdb is not None else None
+
     def close_if_idle(self) -> None:
         """Close the DuckDB file if no task used it for ``idle_seconds``."""
         with self._lock:

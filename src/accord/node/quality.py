@@ -33,7 +33,8 @@ class QualitySync:
         Runs before every task, so it reads the reports only when a new verdict exists.
         """
         engine, schema = database.config.engine, database.config.schema_
-        if engine == "duckdb" and self.opened == database.opened and self.latest is not None:
+        current = database.open_since
+        if engine == "duckdb" and current is not None and current == self.opened:
             return self.status  # the file has stayed open: no verdict can have come since
         with database.connect() as connection:
             self.opened = database.opened
