@@ -181,6 +181,8 @@ def query(
         analysis = query_from_json(json.loads(text))
     except json.JSONDecodeError as error:
         raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{file} is nested too deeply to be a query") from None
     chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
     with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
         if isinstance(analysis, GlmStep):

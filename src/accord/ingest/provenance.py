@@ -21,6 +21,8 @@ from typing import Final, Literal
 
 from sqlglot import exp
 
+from accord.errors import DataError
+
 Dialect = Literal["duckdb", "postgres"]
 
 PROVENANCE_TABLE: Final = "accord_provenance"
@@ -63,6 +65,15 @@ class SqlNames:
 
     dialect: Dialect
     schema: str | None = None
+
+    def __post_init__(self) -> None:
+        # psycopg reads a % anywhere in a statement with parameters as a placeholder, so
+        # a schema named with one could never be written to: refuse it up front.
+        if self.dialect == "postgres" and self.schema is not None and "%" in self.schema:
+            raise DataError(
+                f"schema name {self.schema!r} contains %",
+                hint="PostgreSQL members need a schema name without %",
+            )
 
     @property
     def param(self) -> str:

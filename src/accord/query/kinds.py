@@ -37,8 +37,13 @@ def show(value: object, limit: int = 40) -> str:
     """A short JSON-like rendering of a bad value for an error message."""
     try:
         text = json.dumps(value, default=repr, ensure_ascii=False)
-    except ValueError:
-        text = repr(value)
+    except (ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):  # an int too long to print, say
+            text = f"<a {type(value).__name__} too large to show>"
+    # A lone surrogate cannot be encoded: a message must always be valid UTF-8.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

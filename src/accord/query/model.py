@@ -448,6 +448,10 @@ def query_from_json(obj: object) -> Analysis:
             obj = json.loads(obj, parse_constant=_reject_constant)
         except ValueError as error:
             raise QueryValidationError([f"query: not valid JSON: {error}"]) from None
+        except RecursionError:
+            raise QueryValidationError(
+                [f"query: nested more than {MAX_DEPTH} levels deep"]
+            ) from None
     problems: list[str] = []
     node = decode_node(obj, "", node_types("analysis"), problems, depth=0)
     if problems or node is None:
