@@ -67,12 +67,17 @@ def criteria(
 ) -> st.SearchStrategy[Criterion]:
     sets = concept_sets(ids)
     bounds = ordered_pair(st.none() | numbers)
+    # Mostly the plain "ever had one", sometimes a count or a window.
+    counts = st.sampled_from((1, 1, 1, 2, 3))
+    windows = st.sampled_from((None, None, 1, 30, 400))
     leaves: st.SearchStrategy[Criterion] = st.one_of(
         age_ranges(ages),
         st.lists(ids, min_size=1, max_size=3, unique=True).map(lambda c: SexIs(tuple(c))),
-        sets.map(HasCondition),
-        sets.map(HasDrugExposure),
-        st.tuples(sets, bounds).map(lambda t: HasMeasurement(t[0], *t[1])),
+        st.builds(HasCondition, sets, counts, windows),
+        st.builds(HasDrugExposure, sets, counts, windows),
+        st.tuples(sets, bounds, counts, windows).map(
+            lambda t: HasMeasurement(t[0], *t[1], t[2], t[3])
+        ),
     )
     return st.recursive(leaves, lambda inner: inner.map(Not), max_leaves=3)
 

@@ -61,15 +61,21 @@ def _has(
     person: Row,
     as_of: date,
     value_ok: Callable[[Row], bool] = lambda row: True,
+    *,
+    count: int = 1,
+    days: int | None = None,
 ) -> bool:
     matches = _in_set(tables, concepts)
-    return any(
-        row["person_id"] == person["person_id"]
+    found = sum(
+        1
+        for row in tables.get(table, ())
+        if row["person_id"] == person["person_id"]
         and row[start] <= as_of
+        and (days is None or (as_of - row[start]).days < days)
         and matches(row[concept])
         and value_ok(row)
-        for row in tables.get(table, ())
     )
+    return found >= count
 
 
 def _within(low: float | None, high: float | None) -> Callable[[Row], bool]:
@@ -91,7 +97,7 @@ def _meets(tables: Tables, criterion: Criterion, person: Row, as_of: date) -> bo
             return min_age <= age <= max_age
         case SexIs(concept_ids):
             return person["gender_concept_id"] in concept_ids
-        case HasCondition(concepts):
+        case HasCondition(concepts, count, days):
             return _has(
                 tables,
                 "condition_occurrence",
@@ -100,8 +106,10 @@ def _meets(tables: Tables, criterion: Criterion, person: Row, as_of: date) -> bo
                 concepts,
                 person,
                 as_of,
+                count=count,
+                days=days,
             )
-        case HasDrugExposure(concepts):
+        case HasDrugExposure(concepts, count, days):
             return _has(
                 tables,
                 "drug_exposure",
@@ -110,8 +118,10 @@ def _meets(tables: Tables, criterion: Criterion, person: Row, as_of: date) -> bo
                 concepts,
                 person,
                 as_of,
+                count=count,
+                days=days,
             )
-        case HasMeasurement(concepts, low, high):
+        case HasMeasurement(concepts, low, high, count, days):
             return _has(
                 tables,
                 "measurement",
@@ -121,6 +131,8 @@ def _meets(tables: Tables, criterion: Criterion, person: Row, as_of: date) -> bo
                 person,
                 as_of,
                 _within(low, high),
+                count=count,
+                days=days,
             )
         case Not(inner):
             return not _meets(tables, inner, person, as_of)

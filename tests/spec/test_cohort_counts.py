@@ -232,6 +232,59 @@ CASES = {
         trial_recruitment(AS_OF),
         expected=5,
     ),
+    "a window of 30 days counts its first day (2 December) and not the day before": Case(
+        {
+            "person": [person(i, born=1970) for i in range(1, 5)],
+            "condition_occurrence": [
+                condition(1, DIABETES, on=date(2025, 12, 2)),
+                condition(2, DIABETES, on=date(2025, 12, 1)),
+                condition(3, DIABETES, on=AS_OF),
+                condition(4, DIABETES, on=LATER),
+            ],
+        },
+        count(has_condition(DIABETES, within_days=30)),
+        expected=2,
+    ),
+    "at least two records: one is not enough, and later ones do not count": Case(
+        {
+            "person": [person(i, born=1970) for i in range(1, 4)],
+            "drug_exposure": [
+                drug(1, ACE_INHIBITOR),
+                drug(1, ACE_INHIBITOR, on=date(2021, 5, 1)),
+                drug(2, ACE_INHIBITOR),
+                drug(3, ACE_INHIBITOR),
+                drug(3, ACE_INHIBITOR, on=LATER),
+            ],
+        },
+        count(has_drug(ACE_INHIBITOR, at_least=2)),
+        expected=1,
+    ),
+    "two measurements in range within a year, a third out of range is not counted": Case(
+        {
+            "person": [person(i, born=1970) for i in range(1, 3)],
+            "measurement": [
+                measurement(1, SYSTOLIC_BP, 150.0, on=date(2025, 3, 1)),
+                measurement(1, SYSTOLIC_BP, 160.0, on=date(2025, 9, 1)),
+                measurement(2, SYSTOLIC_BP, 150.0, on=date(2025, 3, 1)),
+                measurement(2, SYSTOLIC_BP, 120.0, on=date(2025, 9, 1)),
+                measurement(2, SYSTOLIC_BP, 170.0, on=date(2024, 3, 1)),
+            ],
+        },
+        count(has_measurement(SYSTOLIC_BP, min_value=140, at_least=2, within_days=365)),
+        expected=1,
+    ),
+    "not having two conditions includes persons with one": Case(
+        {
+            "person": [person(i, born=1970) for i in range(1, 4)],
+            "condition_occurrence": [
+                condition(1, DIABETES),
+                condition(1, DIABETES, on=date(2021, 1, 1)),
+                condition(2, DIABETES),
+            ],
+        },
+        count(~has_condition(DIABETES, at_least=2)),
+        expected=2,
+    ),
 }
 
 cases = pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import pytest
@@ -113,7 +113,23 @@ def test_query_values_reach_sql_only_as_number_and_date_literals(query: CountPer
         # Regenerating the parsed SQL gives the same text: nothing is hiding in it.
         assert parsed.sql(dialect=dialect, pretty=True) == sql
         strings = {lit.this for lit in parsed.find_all(exp.Literal) if lit.is_string}
-        assert strings <= {query.cohort.as_of.isoformat()}
+        assert strings <= allowed_dates(query)
+
+
+def allowed_dates(query: CountPersons) -> set[str]:
+    """The cohort's date and the first day of each window counted back from it."""
+    as_of = query.cohort.as_of
+    found = {as_of.isoformat()}
+    pending = list(query.cohort.criteria)
+    while pending:
+        criterion = pending.pop()
+        inner = getattr(criterion, "criterion", None)
+        if inner is not None:
+            pending.append(inner)
+        days = getattr(criterion, "within_days", None)
+        if days is not None:
+            found.add((as_of - timedelta(days=days - 1)).isoformat())
+    return found
 
 
 def test_run_count_turns_a_missing_cdm_into_a_data_error() -> None:

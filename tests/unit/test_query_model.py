@@ -242,6 +242,20 @@ def test_json_text_is_accepted_and_bad_text_reported() -> None:
     assert problem.startswith("query: not valid JSON: NaN")
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"min_count": 0}, "min_count: expected a number of records from 1 to 10000"),
+        ({"within_days": 0}, "within_days: expected a number of days from 1 to 36500"),
+        ({"within_days": "30"}, "within_days: expected a number of days"),
+    ],
+)
+def test_counts_and_windows_are_checked(change: dict[str, object], message: str) -> None:
+    criterion = {"type": "has_condition", "concepts": concept_set(HYPERTENSION), **change}
+    (problem,) = problems_of(wrap(criterion))
+    assert message in problem
+
+
 def test_defaults_may_be_left_out_of_json() -> None:
     document = wrap(
         {"type": "has_condition", "concepts": {"type": "concept_set", "ids": [HYPERTENSION]}},
@@ -278,6 +292,8 @@ def test_trial_recruitment_json() -> None:
                         "include_descendants": True,
                         "exclude": [],
                     },
+                    "min_count": 1,
+                    "within_days": None,
                 },
                 {
                     "type": "not",
@@ -289,6 +305,8 @@ def test_trial_recruitment_json() -> None:
                             "include_descendants": True,
                             "exclude": [],
                         },
+                        "min_count": 1,
+                        "within_days": None,
                     },
                 },
             ],

@@ -58,18 +58,35 @@ def sex_is(*concept_ids: int) -> SexIs:
     return SexIs(tuple(concept_ids))
 
 
-def has_condition(spec: Concepts) -> HasCondition:
-    return HasCondition(_concept_set(spec))
+def has_condition(
+    spec: Concepts, *, at_least: int = 1, within_days: int | None = None
+) -> HasCondition:
+    """``at_least`` conditions in the set, in the ``within_days`` days up to the date."""
+    return HasCondition(_concept_set(spec), min_count=at_least, within_days=within_days)
 
 
-def has_drug(spec: Concepts) -> HasDrugExposure:
-    return HasDrugExposure(_concept_set(spec))
+def has_drug(
+    spec: Concepts, *, at_least: int = 1, within_days: int | None = None
+) -> HasDrugExposure:
+    """``at_least`` exposures to drugs in the set, in the ``within_days`` days up to it."""
+    return HasDrugExposure(_concept_set(spec), min_count=at_least, within_days=within_days)
 
 
 def has_measurement(
-    spec: Concepts, *, min_value: float | None = None, max_value: float | None = None
+    spec: Concepts,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    at_least: int = 1,
+    within_days: int | None = None,
 ) -> HasMeasurement:
-    return HasMeasurement(_concept_set(spec), min_value=min_value, max_value=max_value)
+    return HasMeasurement(
+        _concept_set(spec),
+        min_value=min_value,
+        max_value=max_value,
+        min_count=at_least,
+        within_days=within_days,
+    )
 
 
 def cohort(*criteria: Criterion, as_of: date) -> Cohort:

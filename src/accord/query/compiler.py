@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, ClassVar, TypeAlias
 
 from sqlglot import exp
@@ -150,14 +150,23 @@ class BaseCompiler:
         return column.isin(*_numbers(node.concept_ids))
 
     def has_condition(self, node: HasCondition, scope: Scope) -> exp.Expr:
-        return self.has_event(self.CONDITIONS, node.concepts, scope)
+        return self.has_event(
+            self.CONDITIONS, node.concepts, scope, count=node.min_count, days=node.within_days
+        )
 
     def has_drug_exposure(self, node: HasDrugExposure, scope: Scope) -> exp.Expr:
-        return self.has_event(self.DRUGS, node.concepts, scope)
+        return self.has_event(
+            self.DRUGS, node.concepts, scope, count=node.min_count, days=node.within_days
+        )
 
     def has_measurement(self, node: HasMeasurement, scope: Scope) -> exp.Expr:
         return self.has_event(
-            self.MEASUREMENTS, node.concepts, scope, bounds=(node.min_value, node.max_value)
+            self.MEASUREMENTS,
+            node.concepts,
+            scope,
+            bounds=(node.min_value, node.max_value),
+            count=node.min_count,
+            days=node.within_days,
         )
 
     def not_(self, node: Not, scope: Scope) -> exp.Expr:
@@ -184,14 +193,23 @@ class BaseCompiler:
         scope: Scope,
         *,
         bounds: tuple[float | None, float | None] = (None, None),
+        count: int = 1,
+        days: int | None = None,
     ) -> exp.Expr:
-        """EXISTS an event of the person's, in the concept set, on or before as_of."""
+        """The person has ``count`` events in the concept set, on or before as_of (and
+        within ``days`` days up to it): EXISTS for one, a correlated COUNT for more."""
         alias = self.alias(events.alias)
+        start = exp.column(events.start, table=alias)
         conditions: list[exp.Expr] = [
             exp.column("person_id", table=alias).eq(exp.column("person_id", table=scope.person)),
-            exp.LTE(this=exp.column(events.start, table=alias), expression=_date(scope.as_of)),
+            exp.LTE(this=start, expression=_date(scope.as_of)),
             self.concept_set(concepts, exp.column(events.concept, table=alias)),
         ]
+        if days is not None:
+            # The window's first day is worked out here, so no engine's date arithmetic
+            # is needed: 30 days up to 31 December start on 2 December.
+            first = scope.as_of - timedelta(days=days - 1)
+            conditions.append(exp.GTE(this=start.copy(), expression=_date(first)))
         low, high = bounds
         if events.value is not None and low is not None:
             value = exp.column(events.value, table=alias)
@@ -199,8 +217,15 @@ class BaseCompiler:
         if events.value is not None and high is not None:
             value = exp.column(events.value, table=alias)
             conditions.append(exp.LTE(this=value, expression=exp.Literal.number(high)))
-        subquery = exp.select(exp.Literal.number(1)).from_(self.table(events.name, alias))
-        return exp.Exists(this=subquery.where(exp.and_(*conditions)))
+        if count == 1:
+            subquery = exp.select(exp.Literal.number(1)).from_(self.table(events.name, alias))
+            return exp.Exists(this=subquery.where(exp.and_(*conditions)))
+        counted = (
+            exp.select(exp.Count(this=exp.Star()))
+            .from_(self.table(events.name, alias))
+            .where(exp.and_(*conditions))
+        )
+        return exp.GTE(this=exp.Subquery(this=counted), expression=exp.Literal.number(count))
 
     def concept_set(self, node: ConceptSet, column: exp.Column) -> exp.Expr:
         """``column`` holds a concept of the set (descendants and exclusions applied)."""

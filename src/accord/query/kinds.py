@@ -116,15 +116,18 @@ class ConceptIds(Kind):
 
 
 class Integer(Kind):
-    """A whole number within inclusive bounds."""
+    """A whole number within inclusive bounds (or null, when ``optional``)."""
 
-    def __init__(self, low: int, high: int, what: str) -> None:
+    def __init__(self, low: int, high: int, what: str, *, optional: bool = False) -> None:
         self.low = low
         self.high = high
         self.what = what
+        self.optional = optional
 
     def check(self, value: object, path: str) -> list[str]:
         if _is_int(value) and self.low <= value <= self.high:
+            return []
+        if value is None and self.optional:
             return []
         return [f"{path}: expected {self.what}, got {show(value)}"]
 

@@ -230,6 +230,10 @@ def _meta(kind: Kind) -> dict[str, Kind]:
 _CONCEPT_IDS = _meta(ConceptIds(required=True, most=MAX_CONCEPT_IDS))
 _EXCLUDED_IDS = _meta(ConceptIds(required=False, most=MAX_CONCEPT_IDS))
 _AGE = _meta(Integer(0, 150, "an age in whole years from 0 to 150"))
+_MIN_COUNT = _meta(Integer(1, 10_000, "a number of records from 1 to 10000"))
+_WITHIN_DAYS = _meta(
+    Integer(1, 36_500, "a number of days from 1 to 36500, or null for any time", optional=True)
+)
 _CONCEPT_SET = _meta(Child("concept_set", "a ConceptSet"))
 _CRITERION = _meta(Child("criterion", "a criterion"))
 
@@ -300,25 +304,32 @@ class SexIs(Criterion):
 
 @dataclass(frozen=True)
 class HasCondition(Criterion):
-    """A condition in the set started on or before ``as_of``."""
+    """At least ``min_count`` conditions in the set started on or before ``as_of`` (and,
+    with ``within_days``, in the ``within_days`` days up to and including it)."""
 
     TYPE: ClassVar[str] = "has_condition"
 
     concepts: ConceptSet = field(metadata=_CONCEPT_SET)
+    min_count: int = field(default=1, metadata=_MIN_COUNT)
+    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
 
 
 @dataclass(frozen=True)
 class HasDrugExposure(Criterion):
-    """An exposure to a drug in the set started on or before ``as_of``."""
+    """At least ``min_count`` exposures to drugs in the set started on or before
+    ``as_of`` (and, with ``within_days``, in the ``within_days`` days up to it)."""
 
     TYPE: ClassVar[str] = "has_drug_exposure"
 
     concepts: ConceptSet = field(metadata=_CONCEPT_SET)
+    min_count: int = field(default=1, metadata=_MIN_COUNT)
+    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
 
 
 @dataclass(frozen=True)
 class HasMeasurement(Criterion):
-    """A measurement in the set on or before ``as_of``, its value within the bounds.
+    """At least ``min_count`` measurements in the set on or before ``as_of`` (and, with
+    ``within_days``, in the ``within_days`` days up to it), values within the bounds.
 
     With a bound given, measurements without a numeric value do not match.
     """
@@ -328,6 +339,8 @@ class HasMeasurement(Criterion):
     concepts: ConceptSet = field(metadata=_CONCEPT_SET)
     min_value: float | None = field(default=None, metadata=_meta(Number()))
     max_value: float | None = field(default=None, metadata=_meta(Number()))
+    min_count: int = field(default=1, metadata=_MIN_COUNT)
+    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
