@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from accord.cli.basics import StageProgress, progress_bar
+from accord.cli.quality import DECISION_STYLE
 from accord.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -34,11 +35,6 @@ console = Console()
 
 DEFAULT_REJECTS: Final = Path("accord-rejects.ndjson")
 _REASONS_SHOWN: Final = 5
-_DECISION_STYLE: Final = {
-    "quarantined": "bold red",
-    "accepted_with_warnings": "bold yellow",
-    "accepted": "bold green",
-}
 
 Progress = Callable[[str, int, int], None]
 Ingest = Callable[["CdmTarget", "LoadReport", Progress], None]
@@ -130,7 +126,7 @@ def print_summary(report: LoadReport, report_file: Path | None = None) -> None:
         console.print(f"note: {note}", highlight=False)
     quality = summary["quality"]
     if quality is not None:
-        style = _DECISION_STYLE[quality["decision"]]
+        style = DECISION_STYLE[quality["decision"]]
         console.print(
             f"quality gate: [{style}]{quality['decision']}[/] "
             f"(submission {quality['submission_id']})",
@@ -294,7 +290,7 @@ def attach(
     attached = attach_postgres(dsn, schema)
     console.print(f"[green]ok[/] {attached}")
     verdict = submit_database(dsn, kind="attach", source=f"schema {schema}", schema=schema)
-    style = _DECISION_STYLE[verdict.decision]
+    style = DECISION_STYLE[verdict.decision]
     console.print(
         f"quality gate: [{style}]{verdict.decision}[/] (submission {verdict.submission_id}); "
         "steward's report: accord quality report --db DSN --schema SCHEMA --html report.html",

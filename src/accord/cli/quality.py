@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 console = Console()
 
-_DECISION_STYLE: Final = {
+DECISION_STYLE: Final = {
     "quarantined": "bold red",
     "accepted_with_warnings": "bold yellow",
     "accepted": "bold green",
@@ -194,7 +194,7 @@ def member_database(
 ) -> Iterator[tuple[Engine, str, str | None]]:
     """The member's CDM opened for the gate: (engine, name safe to show, schema)."""
     from accord.errors import DataError
-    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
+    from accord.ingest.engines import open_engine
 
     if (db is None) == (node is None):
         raise DataError("name the database with --db, or its node with --node (one of them)")
@@ -205,12 +205,7 @@ def member_database(
         db = database.path if database.engine == "duckdb" else database.dsn
         schema = database.schema_
     assert db is not None
-    if is_postgres_dsn(db):
-        engine: Engine = open_postgres(db, schema, create=False)
-        shown = redact_dsn(db)
-    else:
-        engine = open_duckdb(Path(db), schema, create=False)
-        shown = db
+    engine, shown = open_engine(db, schema, create=False)
     try:
         yield engine, shown, schema
     finally:
@@ -239,7 +234,7 @@ def print_report(document: Mapping[str, Any]) -> None:
         console.print(table)
     counts = ", ".join(f"{n:,} {status}" for status, n in document["counts"].items())
     console.print(f"{len(document['results']):,} checks: {counts}", highlight=False)
-    style = _DECISION_STYLE[document["decision"]]
+    style = DECISION_STYLE[document["decision"]]
     submission = document["submission"]
     console.print(
         f"decision: [{style}]{document['decision']}[/] "

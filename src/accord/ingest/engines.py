@@ -299,6 +299,15 @@ _POSTGRES_URL: Final = ("postgresql://", "postgres://")
 _POSTGRES_KEYWORDS: Final = re.compile(r"\s*[a-z_]+\s*=")
 
 
+def open_engine(location: str | Path, schema: str | None, *, create: bool) -> tuple[Engine, str]:
+    """A DuckDB file or a PostgreSQL DSN (a string in either of libpq's forms), opened;
+    with the name it may be shown by (the DSN without its password)."""
+    text = str(location)
+    if isinstance(location, str) and is_postgres_dsn(text):
+        return open_postgres(text, schema, create=create), redact_dsn(text)
+    return open_duckdb(Path(location), schema, create=create), text
+
+
 def is_postgres_dsn(location: str) -> bool:
     """Whether ``location`` is a libpq DSN (``postgresql://...`` or ``host=... dbname=...``).
 

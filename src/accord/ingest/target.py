@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from accord.cdm import create_cdm, load_spec
 from accord.errors import DataError
 from accord.ingest import provenance as bookkeeping
-from accord.ingest.engines import Engine, is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
+from accord.ingest.engines import Engine, open_engine, redact_dsn
 from accord.ingest.load import Load
 from accord.ingest.provenance import SqlNames
 from accord.ingest.report import LoadReport
@@ -97,13 +97,7 @@ class CdmTarget:
                 f"schema name {schema!r} is not allowed",
                 hint="use letters, digits, underscores, spaces or hyphens, starting with a letter",
             )
-        text = str(location)
-        if isinstance(location, str) and is_postgres_dsn(text):
-            engine: Engine = open_postgres(text, schema, create=create)
-            shown = redact_dsn(text)
-        else:
-            engine = open_duckdb(Path(location), schema, create=create)
-            shown = text
+        engine, shown = open_engine(location, schema, create=create)
         target = cls(engine, location=shown, schema=schema, gate=gate)
         try:
             create_cdm(engine.connection, engine.dialect, schema=schema, foreign_keys=False)

@@ -487,15 +487,9 @@ def submit_database(
 ) -> Verdict:
     """Judge a whole database as one submission whose data stays (a generated member, an
     attached CDM): record the verdict in it and return it."""
-    from accord.ingest.engines import is_postgres_dsn, open_duckdb, open_postgres, redact_dsn
+    from accord.ingest.engines import open_engine
 
-    text = str(location)
-    if isinstance(location, str) and is_postgres_dsn(text):
-        engine: Any = open_postgres(text, schema, create=False)
-        shown = redact_dsn(text)
-    else:
-        engine = open_duckdb(Path(location), schema, create=False)
-        shown = text
+    engine, shown = open_engine(location, schema, create=False)
     try:
         return submit(
             engine.connection,
