@@ -27,14 +27,14 @@ import functools
 import math
 import re
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from accord.quality.catalogue import default_catalogue
+from accord.quality.results import STATUSES, Decision
 
 FORMAT: Final = "accord-quality-status/1"
 MAX_CHECKS: Final = 5000
-DECISIONS: Final = ("quarantined", "accepted_with_warnings", "accepted")
-STATUSES: Final = ("error", "not_applicable", "fail", "pass")
+DECISIONS: Final = get_args(Decision)
 _FIELDS: Final = {"format", "submission_id", "at", "decision", "kept", "counts", "checks"}
 _CHECK_FIELDS: Final = {"check_id", "severity", "status", "percentage"}
 _SUBMISSION_ID: Final = re.compile(r"[0-9a-f]{32}")

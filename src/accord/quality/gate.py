@@ -15,8 +15,9 @@ Two bookkeeping tables live beside the CDM, in the member's own database:
 A load whose submission is quarantined is rolled back (see
 :meth:`accord.ingest.target.CdmTarget.load`): its rows never reach the tables analyses
 read, and the steward fixes the source and loads it again. What a node serves is decided
-by :func:`serving_decision`: the latest submission whose data is in the database must
-not be quarantined, and a database no submission has judged is not served at all.
+by :func:`serving_refusal`: the latest submission whose data is in the database must not
+be quarantined nor older than the data, and a database no submission has judged is not
+served at all.
 
 >>> import duckdb
 >>> from accord.cdm import create_cdm
@@ -27,8 +28,8 @@ not be quarantined, and a database no submission has judged is not served at all
 >>> verdict.decision  # an empty CDM is never a pass
 'quarantined'
 >>> record(connection, "duckdb", verdict, kept=True)
->>> serving_decision(connection, "duckdb")
-'quarantined'
+>>> serving_refusal(connection, "duckdb")[:60]
+"this member's data is quarantined by its quality gate (submi"
 """
 
 from __future__ import annotations
@@ -444,35 +445,22 @@ def submissions(
     return found
 
 
-def latest_report(
-    connection: Any, dialect: Dialect, schema: str | None = None, *, kept_only: bool = False
-) -> dict[str, Any] | None:
-    """The newest recorded report (of a submission whose data was kept, if asked)."""
-    names = SqlNames(dialect, schema)
-    if not _has_table(connection, names, SUBMISSIONS_TABLE):
-        return None
-    where = f" WHERE {names.column('kept')}" if kept_only else ""
-    row = connection.execute(
-        f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)}{where} "
-        f"ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
-    ).fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def stored_report(
     connection: Any, dialect: Dialect, schema: str | None = None, submission_id: str | None = None
 ) -> dict[str, Any] | None:
     """A recorded submission's report: the one named, or the newest."""
-    if submission_id is None:
-        return latest_report(connection, dialect, schema)
     names = SqlNames(dialect, schema)
     if not _has_table(connection, names, SUBMISSIONS_TABLE):
         return None
-    row = connection.execute(
-        f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)} "
-        f"WHERE {names.column('submission_id')} = {names.param}",
-        (submission_id,),
-    ).fetchone()
+    sql = f"SELECT {names.column('report')} FROM {names.table(SUBMISSIONS_TABLE)} "
+    if submission_id is None:
+        row = connection.execute(
+            sql + f"ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
+        ).fetchone()
+    else:
+        row = connection.execute(
+            sql + f"WHERE {names.column('submission_id')} = {names.param}", (submission_id,)
+        ).fetchone()
     return json.loads(row[0]) if row else None
 
 
@@ -548,15 +536,6 @@ def submit(
     if transaction:
         connection.execute("COMMIT")
     return verdict
-
-
-def serving_decision(
-    connection: Any, dialect: Dialect, schema: str | None = None
-) -> Decision | None:
-    """The decision on the data a node would serve: the newest kept submission's, or
-    ``None`` when no submission has judged this database."""
-    report = latest_report(connection, dialect, schema, kept_only=True)
-    return None if report is None else report["decision"]
 
 
 def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None) -> str | None:
