@@ -78,10 +78,13 @@ def result(part: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def test_the_hub_takes_a_well_formed_part_only() -> None:
     x, y = design(200, rare=50)
     part = local_part(x, y, np.zeros(3), "binomial").to_json()
-    assert accept_result(result(part))["part"] == part
+    model = {"type": "glm_step", "beta": [0.0, 0.0, 0.0]}
+    assert accept_result(model, result(part))["part"] == part
     with pytest.raises(ValueError, match="exactly the fields"):
-        accept_result(result(part, rows=[[1, 2]]))
+        accept_result(model, result(part, rows=[[1, 2]]))
     with pytest.raises(ValueError, match="fewer persons"):
-        accept_result(result({**part, "n": 5}))
+        accept_result(model, result({**part, "n": 5}))
     with pytest.raises(ValueError, match="inconsistent shapes"):
-        accept_result(result({**part, "score": [1.0]}))
+        accept_result(model, result({**part, "score": [1.0]}))
+    with pytest.raises(ValueError, match="the model has 2"):
+        accept_result({**model, "beta": [0.0, 0.0]}, result(part))

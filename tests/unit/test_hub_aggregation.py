@@ -6,8 +6,14 @@ from typing import Any
 
 import pytest
 
-from accord.hub.aggregation import accept_count_result, accept_reason
+from accord.hub.aggregation import accept_reason, accept_result
 from accord.privacy.disclosure import SmallCellProfile, apply_count
+
+COUNT = {"type": "count_persons"}
+
+
+def accept_count_result(result: object) -> dict[str, Any]:
+    return accept_result(COUNT, result)
 
 
 def result(n: int, **extra: Any) -> dict[str, Any]:
@@ -26,8 +32,13 @@ def test_genuine_results_pass_unchanged(n: int) -> None:
 
 
 def test_extra_fields_such_as_rows_are_refused() -> None:
-    with pytest.raises(ValueError, match="rows"):
+    with pytest.raises(ValueError, match="exactly the fields"):
         accept_count_result(result(20, rows=[{"person_id": 1}]))
+
+
+def test_a_result_of_another_analysis_than_the_task_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a glm_step result"):
+        accept_result({"type": "glm_step", "beta": [0.0]}, result(20))
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,36 @@ class GlmPart:
             "boundary": self.boundary,
         }
 
+    def to_vector(self) -> FloatArray:
+        """The part as one flat vector of sums, to be added by secure aggregation."""
+        head = [self.n, self.boundary, self.deviance, self.pearson_chi2, self.outcome_sum]
+        return np.concatenate(
+            [
+                np.array(head, dtype=np.float64),
+                self.score,
+                self.column_sums,
+                self.information.ravel(),
+            ]
+        )
+
+    @classmethod
+    def from_vector(cls, vector: ArrayLike, family: str, p: int) -> GlmPart:
+        """The part a (summed) :meth:`to_vector` holds; counts round to whole numbers."""
+        v = np.asarray(vector, dtype=np.float64)
+        if v.shape != (5 + 2 * p + p * p,):
+            raise QueryError(f"GLM part: a vector of {v.shape} does not hold {p} coefficients")
+        return cls(
+            family=_check_family(family),
+            n=round(float(v[0])),
+            score=v[5 : 5 + p],
+            information=v[5 + 2 * p :].reshape(p, p),
+            deviance=float(v[2]),
+            pearson_chi2=float(v[3]),
+            outcome_sum=float(v[4]),
+            column_sums=v[5 + p : 5 + 2 * p],
+            boundary=round(float(v[1])),
+        )
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GlmPart:
         """Rebuild a part from :meth:`to_json` output, refusing anything malformed."""

@@ -165,6 +165,19 @@ class KmCounts:
             "censored": list(self.censored),
         }
 
+    def to_vector(self) -> NDArray[np.float64]:
+        """The counts as one flat vector, to be added by secure aggregation."""
+        return np.array([*self.at_risk, *self.events, *self.censored], dtype=np.float64)
+
+    @classmethod
+    def from_vector(cls, grid: Grid, vector: ArrayLike) -> KmCounts:
+        """The counts a (summed) :meth:`to_vector` holds, rounded to whole numbers."""
+        v = np.rint(np.asarray(vector, dtype=np.float64)).astype(np.int64)
+        size = len(grid.edges)
+        if v.shape != (3 * size,):
+            raise DataError(f"km counts: a vector of {v.shape} does not fit a grid of {size}")
+        return cls(grid, tuple(v[:size]), tuple(v[size : 2 * size]), tuple(v[2 * size :]))
+
     @classmethod
     def from_json(cls, data: object) -> KmCounts:
         """Parse :meth:`to_json` output; ``DataError`` naming the bad field otherwise."""

@@ -1,105 +1,259 @@
-"""Combining members' disclosed results into the consortium's answer.
+"""Checking members' released results and combining them into the consortium's answer.
 
 The hub only ever holds figures that already passed each member's disclosure step, so
-combining them cannot reveal more than the members released.
+combining them cannot reveal more than the members released. It checks that each result
+is exactly what its task's analysis and the member's stated profile produce (the right
+shape, the task's own grid or edges, counts that follow the profile), so a faulty or
+hostile node cannot pass extra fields (such as rows) or an unsuppressed small count on.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
 
+from accord.analysis import distinct, survival
 from accord.analysis.glm import GlmPart
-from accord.errors import QueryError
+from accord.errors import UserError
 from accord.hub.store import DONE, TaskView
-from accord.privacy.disclosure import DisclosedCount, SmallCellProfile, combine_total
+from accord.privacy.disclosure import (
+    DisclosedCount,
+    SmallCellProfile,
+    apply_count,
+    combine_total,
+)
 
-
-def summarise(view: TaskView) -> dict[str, Any]:
-    """Totals over the members that answered, and how many are still outstanding."""
-    disclosed = [
-        DisclosedCount.from_json(a.result["disclosed"])
-        for a in view.assignments
-        if a.status == DONE and a.result is not None and "disclosed" in a.result
-    ]
-    answered = sum(1 for a in view.assignments if a.status != "pending")
-    return {
-        "members": len(view.assignments),
-        "answered": answered,
-        "total": combine_total(disclosed).to_json() if disclosed else None,
-    }
-
-
-RESULT_FIELDS = {"analysis", "disclosed", "profile"}
-GLM_FIELDS = {"analysis", "part", "profile"}
 MAX_REASON_CHARS = 500
 MAX_PARAMETERS = 21
 
+Check: TypeAlias = Callable[[dict[str, Any], dict[str, Any], SmallCellProfile], dict[str, Any]]
+Combine: TypeAlias = Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any] | None]
 
-def accept_result(result: dict[str, Any]) -> dict[str, Any]:
-    """Check a decrypted result is exactly what its analysis's disclosure step produces.
 
-    Raises ValueError naming what is wrong.
+def accept_result(analysis: dict[str, Any], result: object) -> dict[str, Any]:
+    """Check a decrypted result is exactly what ``analysis``'s disclosure step produces,
+    and return it rebuilt from its checked parts. Raises ValueError naming what is wrong.
     """
     if not isinstance(result, dict):
         raise ValueError("result is not an object")
-    if result.get("analysis") == "glm_step":
-        return accept_glm_result(result)
-    return accept_count_result(result)
-
-
-def accept_glm_result(result: dict[str, Any]) -> dict[str, Any]:
-    """A model part: finite sums of the right shapes over at least the profile's minimum
-    of persons, rebuilt from its checked parts."""
-    if set(result) != GLM_FIELDS:
-        raise ValueError(f"a model result has exactly the fields {', '.join(sorted(GLM_FIELDS))}")
-    profile = SmallCellProfile.from_json(result.get("profile"))
+    kind = analysis.get("type")
+    if result.get("analysis") != kind:
+        raise ValueError(f"result is not a {kind} result")
+    check = CHECKS.get(str(kind))
+    if check is None:
+        raise ValueError(f"the hub cannot check {kind} results")
+    fields = {"analysis", "profile", *FIELDS[str(kind)]}
+    if set(result) != fields:
+        raise ValueError(f"a {kind} result has exactly the fields {', '.join(sorted(fields))}")
+    profile = SmallCellProfile.from_json(result["profile"])
     try:
-        part = GlmPart.from_json(result["part"])
-    except QueryError as error:
+        checked = check(analysis, result, profile)
+    except UserError as error:
         raise ValueError(error.message) from None
-    if part.p > MAX_PARAMETERS:
-        raise ValueError(f"a model part has more than {MAX_PARAMETERS} coefficients")
-    numbers = [part.score, part.information, part.column_sums]
-    scalars = [part.deviance, part.pearson_chi2, part.outcome_sum]
-    if not all(np.all(np.isfinite(a)) for a in numbers) or not np.all(np.isfinite(scalars)):
-        raise ValueError("a model part holds a number that is not finite")
-    if 0 < part.n < profile.threshold + part.p:
-        raise ValueError("a model part covers fewer persons than its disclosure profile allows")
-    return {"analysis": "glm_step", "part": part.to_json(), "profile": profile.to_json()}
+    return {"analysis": kind, **checked, "profile": profile.to_json()}
 
 
-def accept_count_result(result: dict[str, Any]) -> dict[str, Any]:
-    """Check a decrypted count result is exactly what a disclosure step can produce.
-
-    The hub stores and forwards only results of this shape, so a faulty or hostile node
-    cannot pass extra fields (such as rows) or an unsuppressed small count onward.
-    Raises ValueError naming what is wrong.
-    """
-    extra = set(result) - RESULT_FIELDS
-    if extra:
-        raise ValueError(f"result has fields a count does not have: {', '.join(sorted(extra))}")
-    if result.get("analysis") != "count_persons":
-        raise ValueError("result is not a count_persons result")
-    profile = SmallCellProfile.from_json(result.get("profile"))
-    disclosed = DisclosedCount.from_json(result.get("disclosed"))
-    if disclosed.value is None:
-        consistent = disclosed.suppressed
-    else:
-        consistent = disclosed.value == 0 or (
-            disclosed.value >= profile.threshold and disclosed.value % profile.rounding == 0
-        )
-    if not consistent:
-        raise ValueError("result's count does not follow its own disclosure profile")
-    return {
-        "analysis": "count_persons",
-        "disclosed": disclosed.to_json(),
-        "profile": profile.to_json(),
-    }
+def summarise(view: TaskView) -> dict[str, Any]:
+    """The combined result over the members that answered, and how many answered."""
+    results = [
+        a.result
+        for a in view.assignments
+        if a.status == DONE and a.result is not None and "analysis" in a.result
+    ]
+    answered = sum(1 for a in view.assignments if a.status != "pending")
+    combine = COMBINERS.get(str(view.analysis.get("type")))
+    summary: dict[str, Any] = {"members": len(view.assignments), "answered": answered}
+    if combine is not None and results:
+        summary.update(combine(view.analysis, results) or {})
+    return summary
 
 
 def accept_reason(reason: object) -> str:
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("a refusal needs a reason as text")
     return reason[:MAX_REASON_CHARS]
+
+
+def released_count(profile: SmallCellProfile, obj: object) -> DisclosedCount:
+    """A count as a member's disclosure step releases it: 0, suppressed, or at least the
+    threshold and a multiple of the rounding."""
+    count = DisclosedCount.from_json(obj)
+    if count.value is None:
+        consistent = count.suppressed
+    else:
+        consistent = count.value == 0 or (
+            count.value >= profile.threshold and count.value % profile.rounding == 0
+        )
+    if not consistent:
+        raise ValueError("a count does not follow the result's own disclosure profile")
+    return count
+
+
+# Per analysis: the fields its result carries besides analysis and profile, how the hub
+# checks them, and how it combines members' results.
+
+
+def check_count(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    return {"disclosed": released_count(profile, result["disclosed"]).to_json()}
+
+
+def combine_count(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = [DisclosedCount.from_json(r["disclosed"]) for r in results]
+    return {"total": combine_total(counts).to_json()}
+
+
+def check_glm(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    """A model part: finite sums of the model's shape over at least the profile's
+    minimum of persons."""
+    part = GlmPart.from_json(result["part"])
+    expected = len(analysis.get("beta", ()))
+    if part.p != expected or part.p > MAX_PARAMETERS:
+        raise ValueError(f"a model part has {part.p} coefficients; the model has {expected}")
+    numbers = [part.score, part.information, part.column_sums]
+    scalars = [part.deviance, part.pearson_chi2, part.outcome_sum]
+    if not all(np.all(np.isfinite(a)) for a in numbers) or not np.all(np.isfinite(scalars)):
+        raise ValueError("a model part holds a number that is not finite")
+    if 0 < part.n < profile.threshold + part.p:
+        raise ValueError("a model part covers fewer persons than its disclosure profile allows")
+    return {"part": part.to_json()}
+
+
+def check_survival(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    """Survival counts on the task's own grid, every event and censoring count 0 or at
+    least the threshold."""
+    counts = survival.KmCounts.from_json(result["counts"])
+    grid = survival.Grid.regular(
+        stop=float(analysis["horizon_days"]), step=float(analysis["step_days"])
+    )
+    if counts.grid != grid:
+        raise ValueError("survival counts are not on the task's grid")
+    if any(0 < c < profile.threshold for c in (*counts.events, *counts.censored)):
+        raise ValueError("survival counts do not follow the result's own disclosure profile")
+    return {"counts": counts.to_json()}
+
+
+def combine_survival(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = survival.combine(survival.KmCounts.from_json(r["counts"]) for r in results)
+    return {"counts": counts.to_json(), "curve": survival.km(counts).to_json()}
+
+
+def check_distinct(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    sketch = distinct.Sketch.from_json(result["sketch"])
+    if sketch.p != analysis.get("precision"):
+        raise ValueError("the sketch's precision is not the task's")
+    without = released_count(profile, result["without_id"])
+    return {"sketch": sketch.to_json(), "without_id": without.to_json()}
+
+
+def combine_distinct(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    merged = distinct.merge(distinct.Sketch.from_json(r["sketch"]) for r in results)
+    without = combine_total(DisclosedCount.from_json(r["without_id"]) for r in results)
+    return {"distinct": distinct.estimate(merged).to_json(), "without_id": without.to_json()}
+
+
+# Secure aggregation: the hub sums the members' masked vectors and learns only the total,
+# which it releases under the strictest profile of the members in the round.
+
+
+def strictest(profiles: list[SmallCellProfile]) -> SmallCellProfile:
+    """The profile no member's rules are looser than: the highest threshold and rounding."""
+    if not profiles:
+        raise ValueError("a secure total needs the profiles of the members in it")
+    threshold = max(p.threshold for p in profiles)
+    rounding = max(p.rounding for p in profiles)
+    return SmallCellProfile(
+        name=f"strictest-of-{len(profiles)}-members-{threshold}-round-{rounding}",
+        threshold=threshold,
+        rounding=rounding,
+    )
+
+
+def secure_total(
+    analysis: dict[str, Any], total: NDArray[np.float64], profiles: list[SmallCellProfile]
+) -> dict[str, Any]:
+    """The summary of a secure sum: the total released under the strictest profile, or
+    ``withheld`` with the rule it broke. Raises ValueError for a total of the wrong shape.
+    """
+    kind = str(analysis.get("type"))
+    release = SECURE_TOTALS.get(kind)
+    if release is None:
+        raise ValueError(f"{kind} cannot be computed by secure aggregation")
+    profile = strictest(profiles)
+    try:
+        released = release(analysis, np.asarray(total, dtype=np.float64), profile)
+    except UserError as error:
+        raise ValueError(error.message) from None
+    return {**released, "profile": profile.to_json()}
+
+
+def _secure_count(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    if total.shape != (1,):
+        raise ValueError("a count's total is one number")
+    return {"total": apply_count(profile, round(float(total[0]))).to_json()}
+
+
+def _secure_glm(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    p = len(analysis.get("beta", ()))
+    part = GlmPart.from_vector(total, str(analysis.get("family")), p)
+    if 0 < part.n < profile.threshold + part.p:
+        return {"withheld": "the model covers too few persons for the members' rules"}
+    return {"part": part.to_json()}
+
+
+def _secure_survival(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    grid = survival.Grid.regular(
+        stop=float(analysis["horizon_days"]), step=float(analysis["step_days"])
+    )
+    counts = survival.KmCounts.from_vector(grid, total)
+    if any(0 < c < profile.threshold for c in (*counts.events, *counts.censored)):
+        return {
+            "withheld": "a point of the survival grid holds fewer than "
+            f"{profile.threshold} events or censorings over the members; a wider "
+            "step_days groups more"
+        }
+    return {"counts": counts.to_json(), "curve": survival.km(counts).to_json()}
+
+
+SECURE_TOTALS: Mapping[
+    str, Callable[[dict[str, Any], NDArray[np.float64], SmallCellProfile], dict[str, Any]]
+] = {
+    "count_persons": _secure_count,
+    "glm_step": _secure_glm,
+    "kaplan_meier": _secure_survival,
+}
+
+
+FIELDS: Mapping[str, frozenset[str]] = {
+    "count_persons": frozenset({"disclosed"}),
+    "glm_step": frozenset({"part"}),
+    "kaplan_meier": frozenset({"counts"}),
+    "distinct_persons": frozenset({"sketch", "without_id"}),
+}
+CHECKS: Mapping[str, Check] = {
+    "count_persons": check_count,
+    "glm_step": check_glm,
+    "kaplan_meier": check_survival,
+    "distinct_persons": check_distinct,
+}
+COMBINERS: Mapping[str, Combine] = {
+    "count_persons": combine_count,
+    "kaplan_meier": combine_survival,
+    "distinct_persons": combine_distinct,
+}

@@ -166,8 +166,11 @@ class Hub:
                 str(payload["sealed"]),
                 info=protocol.result_info(task_id, member),
             )
+            view = self.store.task(task_id)
             try:
-                result = accept_result(sealed)
+                if view is None:
+                    raise ValueError(f"there is no task {task_id}")
+                result = accept_result(view.analysis, sealed)
             except ValueError as error:
                 # Fail closed but finish: the member's share ends refused, nothing released.
                 reason = f"the hub refused the member's result: {error}"[:500]
@@ -210,11 +213,11 @@ class Hub:
 
 
 def _display(result: dict[str, Any]) -> str:
+    """What the audit log says was released: a count as shown, else what kind of result."""
     disclosed = result.get("disclosed")
     if isinstance(disclosed, dict):
         return str(disclosed.get("display"))
-    part = result.get("part")
-    return f"model part over {part.get('n')} persons" if isinstance(part, dict) else "?"
+    return f"{result.get('analysis')} result"
 
 
 def create_app(hub_dir: Path) -> FastAPI:

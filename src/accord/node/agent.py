@@ -29,8 +29,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from accord import __version__, protocol
 from accord.errors import ConfigError, NetworkError, TrustError
-from accord.node.config import NodeConfig
-from accord.node.executor import MemberDatabase, Refusal, execute
+from accord.node.answers import Refusal
+from accord.node.config import NodeConfig, load_patient_key
+from accord.node.executor import MemberDatabase, execute
 from accord.node.quality import QualitySync
 from accord.trust.audit import AuditLog
 from accord.trust.envelope import InMemoryNonceStore, ReplayGuard, open_envelope, seal
@@ -105,6 +106,7 @@ class NodeAgent:
         self.outcomes = Outcomes(config.state_dir / "outcomes.db")
         self.quality = QualitySync(self.outcomes.db, self.audit)
         self.database = MemberDatabase(config.database)
+        self.patient_key = load_patient_key(config.patient_key) if config.patient_key else None
         self.quality_lock = asyncio.Lock()
         self.quality_sent: str | None = None
         self.guard = ReplayGuard(InMemoryNonceStore())
@@ -316,7 +318,11 @@ class NodeAgent:
                 await asyncio.sleep(delay)
             try:
                 result = await asyncio.to_thread(
-                    execute, analysis, self.database, self.config.disclosure
+                    execute,
+                    analysis,
+                    self.database,
+                    self.config.disclosure,
+                    patient_key=self.patient_key,
                 )
             except Exception as error:  # every failure must still answer the hub
                 if not isinstance(error, Refusal):
@@ -341,10 +347,10 @@ class NodeAgent:
 
 
 def _display(result: dict[str, Any]) -> str:
-    """What the audit log says was released: the disclosed count, or a model's size."""
+    """What the audit log says was released: a count as shown, else what kind of result."""
     if "disclosed" in result:
         return str(result["disclosed"]["display"])
-    return f"{result['analysis']} part over {result['part']['n']} persons"
+    return f"{result['analysis']} result"
 
 
 def _refusal_reason(error: Exception) -> str:

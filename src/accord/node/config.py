@@ -52,6 +52,9 @@ class NodeConfig(BaseModel):
     hub_public_key: Path
     key: Path
     tls_ca: Path | None = None  # PEM certificates to trust for the hub; default: the system's
+    patient_key: Path | None = None
+    """The consortium's patient-token key (hex, at least 32 bytes), shared by the members
+    and never by the hub: it keys national ids for counting distinct patients."""
     database: DatabaseConfig
     state_dir: Path = Path("state")
     disclosure: DisclosureConfig = DisclosureConfig()
@@ -81,6 +84,7 @@ class NodeConfig(BaseModel):
                 "key": at(self.key),
                 "state_dir": at(self.state_dir),
                 "tls_ca": at(self.tls_ca) if self.tls_ca else None,
+                "patient_key": at(self.patient_key) if self.patient_key else None,
                 "database": database,
             }
         )
@@ -125,6 +129,28 @@ def load_node_config(path: Path) -> NodeConfig:
     elif db.dsn is None:
         raise ConfigError(f"node config {path}: database.dsn is required for postgres")
     return config
+
+
+PATIENT_KEY_BYTES = 32
+
+
+def load_patient_key(path: Path) -> bytes:
+    """The consortium's patient-token key from its file: hex text of at least 32 bytes."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the patient key {path}: {error}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < PATIENT_KEY_BYTES:
+        raise ConfigError(
+            f"patient key {path}: expected at least {PATIENT_KEY_BYTES} bytes written as hex",
+            hint="make one with: python -c 'import os; print(os.urandom(32).hex())', "
+            "and give the same file to every member, never to the hub",
+        )
+    return key
 
 
 def write_node_config(path: Path, config: NodeConfig) -> None:

@@ -12,26 +12,22 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.analysis.glm import Family, local_part
 from accord.errors import DataError, QueryError
+from accord.node.answers import ANSWERS, Refusal, Release, answer
 from accord.node.config import DatabaseConfig, DisclosureConfig
-from accord.privacy.disclosure import SmallCellProfile, apply_count
-from accord.privacy.models import model_refusal
+from accord.privacy.disclosure import SmallCellProfile
 from accord.quality.gate import serving_refusal
 from accord.query import CountPersons, GlmStep, query_from_json
-from accord.query.run import run_count, run_design
+from accord.query.model import Analysis, Correlation, Histogram, Summary
+from accord.query.run import run_count, run_design, run_rows, run_values
 
-ALLOWED_ANALYSES = {"count_persons", "glm_step"}
+ALLOWED_ANALYSES = frozenset(node.TYPE for node in ANSWERS)
 MAX_CACHED_DESIGNS = 4
-
-
-class Refusal(Exception):
-    """The node will not run this task; the reason is safe to send to the hub."""
 
 
 def profile_for(config: DisclosureConfig) -> SmallCellProfile:
@@ -80,6 +76,17 @@ class MemberDatabase:
             with self._lock:
                 self._withheld = known
         return known[0]
+
+    def read(self, query: Analysis, connection: Any) -> Any:
+        """What ``query`` needs of the member's rows (see ``accord.node.answers``)."""
+        engine, schema = self.config.engine, self.config.schema_
+        if isinstance(query, GlmStep):
+            return self.design(query, connection)
+        if isinstance(query, CountPersons):
+            return run_count(connection, query, engine, schema=schema)
+        if isinstance(query, Histogram | Summary | Correlation):
+            return run_values(connection, query, engine, schema=schema)
+        return run_rows(connection, query, engine, schema=schema)
 
     def design(
         self, query: GlmStep, connection: Any
@@ -176,46 +183,22 @@ def _postgres(database: DatabaseConfig) -> Iterator[Any]:
 
 
 def execute(
-    analysis: dict[str, Any], database: MemberDatabase, disclosure: DisclosureConfig
+    analysis: dict[str, Any],
+    database: MemberDatabase,
+    disclosure: DisclosureConfig,
+    *,
+    patient_key: bytes | None = None,
 ) -> dict[str, Any]:
-    """Run one analysis and return its disclosed result, ready to seal for the hub."""
+    """Run one analysis and return its released result, ready to seal for the hub."""
     try:
         query = query_from_json(analysis)
     except QueryError as error:
         raise Refusal(f"analysis failed validation at the node: {error.message}") from None
     if query.TYPE not in ALLOWED_ANALYSES:
         raise Refusal(f"analysis {analysis.get('type')!r} is not allowlisted at this node")
-    profile = profile_for(disclosure)
-    engine, schema = database.config.engine, database.config.schema_
     with database.connect() as connection:
         withheld = database.serving_refusal(connection)
         if withheld is not None:
             raise Refusal(withheld)
-        if isinstance(query, GlmStep):
-            design, outcome = database.design(query, connection)
-        else:
-            raw = run_count(connection, query, engine, schema=schema)
-    if isinstance(query, CountPersons):
-        return {
-            "analysis": "count_persons",
-            "disclosed": apply_count(profile, raw).to_json(),
-            "profile": profile.to_json(),
-        }
-    return glm_step_result(query, design, outcome, profile)
-
-
-def glm_step_result(
-    query: GlmStep,
-    design: NDArray[np.float64],
-    outcome: NDArray[np.float64],
-    profile: SmallCellProfile,
-) -> dict[str, Any]:
-    """This member's part of one step of a model, if its disclosure rules allow it."""
-    withheld = model_refusal(profile, design, outcome, query.family)
-    if withheld is not None:
-        raise Refusal(withheld)
-    try:
-        part = local_part(design, outcome, np.asarray(query.beta), cast(Family, query.family))
-    except QueryError as error:  # says what is wrong with the rows, never their values
-        raise Refusal(f"the model cannot be computed at this node: {error.message}") from None
-    return {"analysis": "glm_step", "part": part.to_json(), "profile": profile.to_json()}
+        data = database.read(query, connection)
+    return answer(query, data, Release(profile_for(disclosure), patient_key))

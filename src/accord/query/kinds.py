@@ -19,8 +19,14 @@ MAX_CONCEPT_ID = 2**31 - 1
 MAX_CONCEPT_IDS = 5_000
 MAX_CRITERIA = 100
 MAX_DEPTH = 32
+# Days before or after an index date: a hundred years either way.
+MAX_DAYS = 36_500
 # A model with more covariates than this is a data dump, not a question.
 MAX_COVARIATES = 20
+# A histogram or survival grid with more bins than this says more than it summarises.
+MAX_BINS = 200
+# Strata of a crosstab: three variables already make tables few readers can take in.
+MAX_STRATA = 3
 
 
 def at(path: str, name: str) -> str:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
@@ -23,10 +24,13 @@ from typing import Any, ClassVar, Self, TypeAlias, cast
 
 from accord.errors import QueryError
 from accord.query.kinds import (
+    MAX_BINS,
     MAX_CONCEPT_IDS,
     MAX_COVARIATES,
     MAX_CRITERIA,
+    MAX_DAYS,
     MAX_DEPTH,
+    MAX_STRATA,
     Boolean,
     Choice,
     ConceptIds,
@@ -168,20 +172,23 @@ def decode_node(
 class Child(Kind):
     """A field holding one node of a category."""
 
-    def __init__(self, category: str, what: str) -> None:
+    def __init__(self, category: str, what: str, *, optional: bool = False) -> None:
         self.category = category
         self.what = what
+        self.optional = optional
 
     def check(self, value: object, path: str) -> list[str]:
-        if isinstance(value, node_types(self.category)):
+        if isinstance(value, node_types(self.category)) or (value is None and self.optional):
             return []
         return [f"{path}: expected {self.what}, got {type(value).__name__}"]
 
     def decode(self, raw: object, path: str, problems: list[str], depth: int) -> object:
+        if raw is None and self.optional:
+            return None
         return decode_node(raw, path, node_types(self.category), problems, depth=depth)
 
     def encode(self, value: Any) -> Any:
-        return cast(Node, value).to_json()
+        return None if value is None else cast(Node, value).to_json()
 
 
 class Children(Kind):
@@ -228,14 +235,25 @@ def _meta(kind: Kind) -> dict[str, Kind]:
 
 
 _CONCEPT_IDS = _meta(ConceptIds(required=True, most=MAX_CONCEPT_IDS))
-_EXCLUDED_IDS = _meta(ConceptIds(required=False, most=MAX_CONCEPT_IDS))
+_OPTIONAL_IDS = _meta(ConceptIds(required=False, most=MAX_CONCEPT_IDS))
 _AGE = _meta(Integer(0, 150, "an age in whole years from 0 to 150"))
-_MIN_COUNT = _meta(Integer(1, 10_000, "a number of records from 1 to 10000"))
-_WITHIN_DAYS = _meta(
-    Integer(1, 36_500, "a number of days from 1 to 36500, or null for any time", optional=True)
+_MIN_COUNT = _meta(Integer(0, 10_000, "a number of records from 0 to 10000"))
+_MAX_COUNT = _meta(
+    Integer(0, 10_000, "a number of records from 0 to 10000, or null for no limit", optional=True)
 )
+_DAY = _meta(
+    Integer(
+        -MAX_DAYS,
+        MAX_DAYS,
+        f"a day from {-MAX_DAYS} to {MAX_DAYS} relative to the index date, or null for no limit",
+        optional=True,
+    )
+)
+_DAYS = _meta(Integer(0, MAX_DAYS, f"a number of days from 0 to {MAX_DAYS}"))
 _CONCEPT_SET = _meta(Child("concept_set", "a ConceptSet"))
 _CRITERION = _meta(Child("criterion", "a criterion"))
+_COHORT = _meta(Child("cohort", "a Cohort"))
+_CRITERIA = _meta(Children("criterion", "a criterion", "criteria", most=MAX_CRITERIA))
 
 
 def _bounds_in_order(values: Mapping[str, Any], path: str, low: str, high: str) -> list[str]:
@@ -258,7 +276,7 @@ class ConceptSet(Node):
 
     ids: tuple[int, ...] = field(metadata=_CONCEPT_IDS)
     include_descendants: bool = field(default=True, metadata=_meta(Boolean()))
-    exclude: tuple[int, ...] = field(default=(), metadata=_EXCLUDED_IDS)
+    exclude: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS)
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
@@ -271,7 +289,11 @@ class ConceptSet(Node):
 
 
 class Criterion(Node):
-    """Something a person is or has at the cohort's ``as_of`` date; ``~c`` negates."""
+    """Something a person is or has at the cohort's index date; ``~c`` negates.
+
+    The index date is the cohort's ``as_of`` date, or with an ``entry`` each person's
+    first entry event. Records starting after ``as_of`` never count, whatever the index.
+    """
 
     CATEGORY: ClassVar[str] = "criterion"
 
@@ -281,7 +303,8 @@ class Criterion(Node):
 
 @dataclass(frozen=True)
 class AgeBetween(Criterion):
-    """Age in whole years, year(as_of) - year_of_birth, within inclusive bounds."""
+    """Age in whole years at the index date, year(index) - year_of_birth, within
+    inclusive bounds."""
 
     TYPE: ClassVar[str] = "age_between"
 
@@ -303,48 +326,103 @@ class SexIs(Criterion):
 
 
 @dataclass(frozen=True)
-class HasCondition(Criterion):
-    """At least ``min_count`` conditions in the set started on or before ``as_of`` (and,
-    with ``within_days``, in the ``within_days`` days up to and including it)."""
+class EventCriterion(Criterion):
+    """The person has between ``min_count`` and ``max_count`` records in the concept set
+    starting from day ``from_day`` to day ``to_day`` relative to the index date (both
+    inclusive; ``None`` leaves that side open), and never after ``as_of``.
 
-    TYPE: ClassVar[str] = "has_condition"
-
-    concepts: ConceptSet = field(metadata=_CONCEPT_SET)
-    min_count: int = field(default=1, metadata=_MIN_COUNT)
-    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
-
-
-@dataclass(frozen=True)
-class HasDrugExposure(Criterion):
-    """At least ``min_count`` exposures to drugs in the set started on or before
-    ``as_of`` (and, with ``within_days``, in the ``within_days`` days up to it)."""
-
-    TYPE: ClassVar[str] = "has_drug_exposure"
-
-    concepts: ConceptSet = field(metadata=_CONCEPT_SET)
-    min_count: int = field(default=1, metadata=_MIN_COUNT)
-    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
-
-
-@dataclass(frozen=True)
-class HasMeasurement(Criterion):
-    """At least ``min_count`` measurements in the set on or before ``as_of`` (and, with
-    ``within_days``, in the ``within_days`` days up to it), values within the bounds.
-
-    With a bound given, measurements without a numeric value do not match.
+    The defaults read "at least one record, on or before the index date".
+    ``from_day=-29, to_day=0`` is the 30 days up to and including it; ``max_count=0``
+    means none.
     """
 
-    TYPE: ClassVar[str] = "has_measurement"
-
     concepts: ConceptSet = field(metadata=_CONCEPT_SET)
-    min_value: float | None = field(default=None, metadata=_meta(Number()))
-    max_value: float | None = field(default=None, metadata=_meta(Number()))
-    min_count: int = field(default=1, metadata=_MIN_COUNT)
-    within_days: int | None = field(default=None, metadata=_WITHIN_DAYS)
+    min_count: int = field(default=1, metadata=_MIN_COUNT, kw_only=True)
+    max_count: int | None = field(default=None, metadata=_MAX_COUNT, kw_only=True)
+    from_day: int | None = field(default=None, metadata=_DAY, kw_only=True)
+    to_day: int | None = field(default=0, metadata=_DAY, kw_only=True)
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
-        return _bounds_in_order(values, path, "min_value", "max_value")
+        problems = _bounds_in_order(values, path, "min_count", "max_count")
+        problems += _bounds_in_order(values, path, "from_day", "to_day")
+        if values.get("min_count") == 0 and "max_count" in values and values["max_count"] is None:
+            problems.append(
+                f"{at(path, 'min_count')}: 0 with no max_count matches everyone; "
+                "give a max_count or a min_count of at least 1"
+            )
+        return problems
+
+
+@dataclass(frozen=True)
+class HasCondition(EventCriterion):
+    """Conditions (``condition_occurrence``) in the set; see ``EventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_condition"
+
+
+@dataclass(frozen=True)
+class HasDrugExposure(EventCriterion):
+    """Drug exposures in the set; see ``EventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_drug_exposure"
+
+
+@dataclass(frozen=True)
+class HasProcedure(EventCriterion):
+    """Procedures (``procedure_occurrence``) in the set; see ``EventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_procedure"
+
+
+@dataclass(frozen=True)
+class HasVisit(EventCriterion):
+    """Visits (``visit_occurrence``) of a kind in the set; see ``EventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_visit"
+
+
+@dataclass(frozen=True)
+class ValuedEventCriterion(EventCriterion):
+    """An event criterion on a table with values: bounds on ``value_as_number`` and the
+    units it must be recorded in (``unit_concept_id``; empty means any unit).
+
+    With a bound given, records without a numeric value do not match.
+    """
+
+    min_value: float | None = field(default=None, metadata=_meta(Number()), kw_only=True)
+    max_value: float | None = field(default=None, metadata=_meta(Number()), kw_only=True)
+    unit_concept_ids: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS, kw_only=True)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        problems = super().relations(values, path)
+        return problems + _bounds_in_order(values, path, "min_value", "max_value")
+
+
+@dataclass(frozen=True)
+class HasMeasurement(ValuedEventCriterion):
+    """Measurements in the set; see ``EventCriterion`` and ``ValuedEventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_measurement"
+
+
+@dataclass(frozen=True)
+class HasObservation(ValuedEventCriterion):
+    """Observations in the set; see ``EventCriterion`` and ``ValuedEventCriterion``."""
+
+    TYPE: ClassVar[str] = "has_observation"
+
+
+@dataclass(frozen=True)
+class InObservation(Criterion):
+    """The index date lies in one of the person's observation periods, with at least
+    ``prior_days`` observed before it and ``post_days`` after it."""
+
+    TYPE: ClassVar[str] = "in_observation"
+
+    prior_days: int = field(default=0, metadata=_DAYS)
+    post_days: int = field(default=0, metadata=_DAYS)
 
 
 @dataclass(frozen=True)
@@ -357,20 +435,109 @@ class Not(Criterion):
 
 
 @dataclass(frozen=True)
-class Cohort(Node):
-    """Persons meeting every criterion, evaluated at ``as_of``.
+class AllOf(Criterion):
+    """The person meets every one of ``criteria`` (none given: everyone)."""
 
-    Ages are taken at ``as_of`` and only records starting on or before it count, so a
-    cohort gives the same answer whenever it is run. No criteria means every person.
+    TYPE: ClassVar[str] = "all_of"
+
+    criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
+
+
+@dataclass(frozen=True)
+class AnyOf(Criterion):
+    """The person meets at least one of ``criteria``."""
+
+    TYPE: ClassVar[str] = "any_of"
+
+    criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        if values.get("criteria") == ():
+            return [f"{at(path, 'criteria')}: expected at least one criterion, got none"]
+        return []
+
+
+@dataclass(frozen=True)
+class AtLeastOf(Criterion):
+    """The person meets at least ``count`` of ``criteria``."""
+
+    TYPE: ClassVar[str] = "at_least_of"
+
+    count: int = field(metadata=_meta(Integer(1, MAX_CRITERIA, "a number of criteria")))
+    criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        count, criteria = values.get("count"), values.get("criteria")
+        if count is None or criteria is None or count <= len(criteria):
+            return []
+        return [f"{at(path, 'count')}: {count} is more than the {len(criteria)} criteria given"]
+
+
+@dataclass(frozen=True)
+class Entry(Node):
+    """How a person enters a cohort: their first record matching any of ``events``
+    (starting on or before ``as_of``, inside an observation period with at least
+    ``prior_days`` observed before it and ``post_days`` after). Its date is the person's
+    index date, to which criteria's days and ages refer. A person with no such record
+    is not in the cohort.
+    """
+
+    TYPE: ClassVar[str] = "entry"
+    CATEGORY: ClassVar[str] = "entry"
+
+    events: tuple[Criterion, ...] = field(
+        metadata=_meta(Children("criterion", "an event criterion", "events", most=MAX_CRITERIA))
+    )
+    prior_days: int = field(default=0, metadata=_DAYS)
+    post_days: int = field(default=0, metadata=_DAYS)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        events = values.get("events")
+        if events is None:
+            return []
+        if not events:
+            return [f"{at(path, 'events')}: expected at least one event, got none"]
+        problems = []
+        for i, event in enumerate(events):
+            here = f"{at(path, 'events')}[{i}]"
+            if not isinstance(event, EventCriterion):
+                problems.append(
+                    f"{here}: expected an event criterion (has_condition, has_drug_exposure, "
+                    f"...), got {event.TYPE}"
+                )
+            elif (event.min_count, event.max_count, event.from_day, event.to_day) != (
+                1,
+                None,
+                None,
+                0,
+            ):
+                problems.append(
+                    f"{here}: an entry event takes no min_count, max_count, from_day or to_day"
+                )
+        return problems
+
+
+@dataclass(frozen=True)
+class Cohort(Node):
+    """Persons meeting every criterion at their index date.
+
+    Without an ``entry`` the index date is ``as_of`` for everyone; with one it is each
+    person's first entry event. Ages are taken at the index date, and only records
+    starting on or before ``as_of`` count, so a cohort gives the same answer whenever it
+    is run. No criteria means every person (who entered).
     """
 
     TYPE: ClassVar[str] = "cohort"
     CATEGORY: ClassVar[str] = "cohort"
 
-    criteria: tuple[Criterion, ...] = field(
-        metadata=_meta(Children("criterion", "a criterion", "criteria", most=MAX_CRITERIA))
-    )
+    criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
     as_of: date = field(metadata=_meta(Date()))
+    entry: Entry | None = field(
+        default=None, metadata=_meta(Child("entry", "an Entry", optional=True))
+    )
 
 
 @dataclass(frozen=True)
@@ -380,30 +547,71 @@ class CountPersons(Node):
     TYPE: ClassVar[str] = "count_persons"
     CATEGORY: ClassVar[str] = "analysis"
 
-    cohort: Cohort = field(metadata=_meta(Child("cohort", "a Cohort")))
+    cohort: Cohort = field(metadata=_COHORT)
 
 
 class Variable(Node):
-    """A number per person of a cohort, at the cohort's ``as_of`` date: a model's outcome
-    or covariate. It is computed at the member; only the model's sums leave."""
+    """A number per person of a cohort, at the person's index date: a model's outcome or
+    covariate, or a stratum. It is computed at the member; only sums or counts leave.
+    ``None`` (SQL null) means unknown for that person."""
 
     CATEGORY: ClassVar[str] = "variable"
 
 
 @dataclass(frozen=True)
 class Age(Variable):
-    """Age in whole years at ``as_of``: year(as_of) - year_of_birth."""
+    """Age in whole years at the index date: year(index) - year_of_birth."""
 
     TYPE: ClassVar[str] = "age"
 
 
 @dataclass(frozen=True)
+class AgeGroup(Variable):
+    """Age at the index date in groups of ``width`` years, as each group's first age:
+    with width 10, ages 40 to 49 are 40."""
+
+    TYPE: ClassVar[str] = "age_group"
+
+    width: int = field(default=10, metadata=_meta(Integer(1, 150, "a width in years, 1 to 150")))
+
+
+@dataclass(frozen=True)
+class Sex(Variable):
+    """Recorded sex, as its concept id (``person.gender_concept_id``)."""
+
+    TYPE: ClassVar[str] = "sex"
+
+
+@dataclass(frozen=True)
 class Indicator(Variable):
-    """1 if the person meets ``criterion`` at ``as_of``, else 0."""
+    """1 if the person meets ``criterion`` at the index date, else 0."""
 
     TYPE: ClassVar[str] = "indicator"
 
     criterion: Criterion = field(metadata=_CRITERION)
+
+
+SUMMARIES: tuple[str, ...] = ("latest", "mean", "min", "max")
+
+
+@dataclass(frozen=True)
+class MeasurementValue(Variable):
+    """A person's measurements in the set, in the units given, from ``from_day`` to
+    ``to_day`` relative to the index date (never after ``as_of``), summarised as one
+    number: the ``latest`` value (the largest on the latest day), their ``mean``, ``min``
+    or ``max``. ``None`` when the person has no such measurement with a value."""
+
+    TYPE: ClassVar[str] = "measurement_value"
+
+    concepts: ConceptSet = field(metadata=_CONCEPT_SET)
+    unit_concept_ids: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS)
+    summary: str = field(default="latest", metadata=_meta(Choice(SUMMARIES)))
+    from_day: int | None = field(default=None, metadata=_DAY)
+    to_day: int | None = field(default=0, metadata=_DAY)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        return _bounds_in_order(values, path, "from_day", "to_day")
 
 
 FAMILIES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
@@ -423,7 +631,7 @@ class GlmStep(Node):
     TYPE: ClassVar[str] = "glm_step"
     CATEGORY: ClassVar[str] = "analysis"
 
-    cohort: Cohort = field(metadata=_meta(Child("cohort", "a Cohort")))
+    cohort: Cohort = field(metadata=_COHORT)
     outcome: Variable = field(metadata=_VARIABLE)
     covariates: tuple[Variable, ...] = field(
         metadata=_meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
@@ -448,7 +656,161 @@ class GlmStep(Node):
         )
 
 
-Analysis: TypeAlias = CountPersons | GlmStep
+_EDGES = _meta(Numbers(most=MAX_BINS + 1))
+
+
+def _edges_increase(values: Mapping[str, Any], path: str) -> list[str]:
+    edges = values.get("edges")
+    if edges is None:
+        return []
+    if len(edges) < 2:
+        return [f"{at(path, 'edges')}: expected at least 2 bin edges, got {len(edges)}"]
+    return [
+        f"{at(path, 'edges')}[{i}]: {show(high)} is not greater than the edge before it"
+        for i, (low, high) in enumerate(itertools.pairwise(edges), 1)
+        if not high > low
+    ]
+
+
+@dataclass(frozen=True)
+class CountBy(Node):
+    """The number of persons of a cohort in each stratum: a stratified count for one
+    variable, a crosstab for two or three. Persons whose variable is unknown form their
+    own stratum (``None``)."""
+
+    TYPE: ClassVar[str] = "count_by"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    by: tuple[Variable, ...] = field(
+        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_STRATA))
+    )
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        if values.get("by") == ():
+            return [f"{at(path, 'by')}: expected at least one variable to stratify by, got none"]
+        return []
+
+
+@dataclass(frozen=True)
+class Histogram(Node):
+    """How many persons' ``variable`` falls in each bin of ``edges``, agreed before any
+    data is read: bins are ``[e_i, e_i+1)``, the last one closed; values outside the edges
+    and unknown values are counted apart."""
+
+    TYPE: ClassVar[str] = "histogram"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    variable: Variable = field(metadata=_VARIABLE)
+    edges: tuple[float, ...] = field(metadata=_EDGES)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        return _edges_increase(values, path)
+
+
+@dataclass(frozen=True)
+class Summary(Node):
+    """Summary statistics of ``variable`` over the cohort's persons with a known value:
+    n, mean and standard deviation from summed moments, quantiles from the histogram on
+    ``edges`` (so good to one bin's width)."""
+
+    TYPE: ClassVar[str] = "summary"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    variable: Variable = field(metadata=_VARIABLE)
+    edges: tuple[float, ...] = field(metadata=_EDGES)
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        return _edges_increase(values, path)
+
+
+@dataclass(frozen=True)
+class Correlation(Node):
+    """Pearson correlations between ``variables`` over the persons with every value known,
+    from summed cross-products."""
+
+    TYPE: ClassVar[str] = "correlation"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    variables: tuple[Variable, ...] = field(
+        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
+    )
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        chosen = values.get("variables")
+        if chosen is not None and len(chosen) < 2:
+            return [f"{at(path, 'variables')}: expected at least 2 variables, got {len(chosen)}"]
+        return []
+
+
+@dataclass(frozen=True)
+class KaplanMeier(Node):
+    """Survival from each person's index date (the cohort needs an ``entry``) to their
+    first ``event`` record from day 1 after it, censored at the end of the observation
+    period holding the index date or at ``as_of``, whichever comes first. Counts are
+    taken on a grid of ``step_days`` up to ``horizon_days``, the same at every member."""
+
+    TYPE: ClassVar[str] = "kaplan_meier"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    event: Criterion = field(metadata=_CRITERION)
+    horizon_days: int = field(metadata=_meta(Integer(1, MAX_DAYS, "a number of days")))
+    step_days: int = field(default=30, metadata=_meta(Integer(1, MAX_DAYS, "a number of days")))
+
+    @classmethod
+    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
+        problems = []
+        cohort, event = values.get("cohort"), values.get("event")
+        if cohort is not None and cohort.entry is None:
+            problems.append(
+                f"{at(path, 'cohort.entry')}: survival needs an entry event to start from"
+            )
+        if event is not None and not isinstance(event, EventCriterion):
+            problems.append(f"{at(path, 'event')}: expected an event criterion, got {event.TYPE}")
+        horizon, step = values.get("horizon_days"), values.get("step_days")
+        if horizon is not None and step is not None:
+            if step > horizon:
+                problems.append(f"{at(path, 'step_days')}: {step} is more than horizon_days")
+            elif horizon // step > MAX_BINS:
+                problems.append(
+                    f"{at(path, 'step_days')}: gives {horizon // step} grid points; "
+                    f"at most {MAX_BINS} allowed"
+                )
+        return problems
+
+
+@dataclass(frozen=True)
+class DistinctPersons(Node):
+    """The number of distinct patients in a cohort across members: each member sends a
+    HyperLogLog sketch of keyed tokens of its patients' national ids, so a patient at two
+    members counts once. ``precision`` sets the sketch's size (2**precision registers)
+    and its relative standard error, 1.04 / sqrt(2**precision)."""
+
+    TYPE: ClassVar[str] = "distinct_persons"
+    CATEGORY: ClassVar[str] = "analysis"
+
+    cohort: Cohort = field(metadata=_COHORT)
+    precision: int = field(default=14, metadata=_meta(Integer(4, 16, "a precision from 4 to 16")))
+
+
+Analysis: TypeAlias = (
+    CountPersons
+    | GlmStep
+    | CountBy
+    | Histogram
+    | Summary
+    | Correlation
+    | KaplanMeier
+    | DistinctPersons
+)
 
 
 def query_from_json(obj: object) -> Analysis:

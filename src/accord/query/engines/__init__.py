@@ -6,7 +6,7 @@ import functools
 from typing import Literal, TypeAlias
 
 from accord.errors import QueryError
-from accord.query.compiler import BaseCompiler
+from accord.query.compiler import BaseCompiler, ConsentHook
 from accord.query.engines.duckdb import DuckDBCompiler
 from accord.query.engines.postgres import PostgresCompiler
 from accord.query.model import Analysis
@@ -18,12 +18,19 @@ ENGINES: dict[str, type[BaseCompiler]] = {
 }
 
 
-def compile_query(query: Analysis, dialect: Dialect, *, schema: str | None = None) -> str:
+def compile_query(
+    query: Analysis,
+    dialect: Dialect,
+    *,
+    schema: str | None = None,
+    consent: ConsentHook | None = None,
+) -> str:
     """One SQL statement for ``query``: for a count, a single row with the column ``n``;
     for a model's part, the cohort's design (columns ``y``, ``x1``, ``x2``, ...).
 
     ``schema`` names the schema holding the CDM tables; ``None`` uses the connection's
-    search path.
+    search path. ``consent`` restricts every cohort to the persons whose consent covers
+    the analysis.
 
     Example:
         >>> from datetime import date
@@ -40,14 +47,16 @@ def compile_query(query: Analysis, dialect: Dialect, *, schema: str | None = Non
     if engine is None:
         known = ", ".join(sorted(ENGINES))
         raise QueryError(f"unknown SQL dialect {dialect!r}; expected one of {known}")
-    return _compiled(query, dialect, schema)
+    return _compiled(query, dialect, schema, consent)
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(query: Analysis, dialect: str, schema: str | None) -> str:
+def _compiled(
+    query: Analysis, dialect: str, schema: str | None, consent: ConsentHook | None
+) -> str:
     # Queries are frozen, hashable trees: a node answering the same question again (a
     # model's next step at a new beta is another question) skips the compiler.
-    return ENGINES[dialect](schema=schema).compile(query)
+    return ENGINES[dialect](schema=schema, consent=consent).compile(query)
 
 
 __all__ = ["ENGINES", "Dialect", "compile_query"]

@@ -1,0 +1,180 @@
+"""What a member releases for each allowlisted analysis.
+
+The executor reads the member's rows; each function here reduces them to what the
+analysis needs (a count, counts per stratum or bin, sums, survival counts, a sketch) and
+passes that through the member's disclosure rules, or refuses with a reason that names
+the rule broken and never a patient's data. Every result carries the profile it was
+released under, so the hub can check the figures follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from accord.analysis import distinct, survival
+from accord.analysis.glm import Family, GlmPart, local_part
+from accord.errors import QueryError
+from accord.privacy.disclosure import SmallCellProfile, apply_count
+from accord.privacy.models import model_refusal
+from accord.query.model import (
+    Analysis,
+    CountPersons,
+    DistinctPersons,
+    GlmStep,
+    KaplanMeier,
+)
+
+
+class Refusal(Exception):
+    """The node will not run this task; the reason is safe to send to the hub."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the member's rules say about releasing: its small-cell profile, and the
+    consortium's patient-token key (held by members, never by the hub) if it has one."""
+
+    profile: SmallCellProfile
+    patient_key: bytes | None = None
+
+
+Answer: TypeAlias = Callable[[Any, Any, Release], dict[str, Any]]
+
+
+def answer(query: Analysis, data: Any, release: Release) -> dict[str, Any]:
+    """The released result of ``query`` from the member's ``data`` (see ``ANSWERS``)."""
+    result = ANSWERS[type(query)](query, data, release)
+    return {"analysis": query.TYPE, **result, "profile": release.profile.to_json()}
+
+
+def count_persons(query: CountPersons, n: int, release: Release) -> dict[str, Any]:
+    return {"disclosed": apply_count(release.profile, n).to_json()}
+
+
+def glm_step(
+    query: GlmStep,
+    data: tuple[NDArray[np.float64], NDArray[np.float64]],
+    release: Release,
+) -> dict[str, Any]:
+    """This member's part of one step of a model, if its disclosure rules allow it."""
+    design, outcome = data
+    withheld = model_refusal(release.profile, design, outcome, query.family)
+    if withheld is not None:
+        raise Refusal(withheld)
+    try:
+        part = local_part(design, outcome, np.asarray(query.beta), cast(Family, query.family))
+    except QueryError as error:  # says what is wrong with the rows, never their values
+        raise Refusal(f"the model cannot be computed at this node: {error.message}") from None
+    return {"part": part.to_json()}
+
+
+def kaplan_meier(
+    query: KaplanMeier, rows: list[tuple[Any, ...]], release: Release
+) -> dict[str, Any]:
+    """Counts at risk, of events and of censorings on the query's grid.
+
+    Each person is followed from the index date to the first event or to the censor date
+    (the end of the observation period holding the index date, or ``as_of``). The rule:
+    every grid point's events and censorings are 0 or at least the threshold, since one
+    event among few at risk is one person's date; a wider ``step_days`` groups more.
+    """
+    counts = survival_counts(query, rows)
+    small = _small(release.profile, (*counts.events, *counts.censored))
+    if small or 0 < counts.rows < release.profile.threshold:
+        raise Refusal(
+            "a point of the survival grid holds fewer than "
+            f"{release.profile.threshold} events or censorings at this member; "
+            "a wider step_days groups more"
+        )
+    return {"counts": counts.to_json()}
+
+
+def survival_counts(query: KaplanMeier, rows: list[tuple[Any, ...]]) -> survival.KmCounts:
+    """Counts on the query's grid from each person's index, event and censor dates."""
+    as_of = query.cohort.as_of
+    durations, events = [], []
+    for index, event, censor in rows:
+        end = min(censor or as_of, as_of)
+        happened = event is not None and event <= end
+        durations.append(((event if happened else end) - index).days)
+        events.append(1 if happened else 0)
+    grid = survival.Grid.regular(stop=float(query.horizon_days), step=float(query.step_days))
+    return survival.local_counts(
+        np.asarray(durations, dtype=np.float64), np.asarray(events, dtype=np.int64), grid
+    )
+
+
+def distinct_persons(
+    query: DistinctPersons, rows: list[tuple[Any, ...]], release: Release
+) -> dict[str, Any]:
+    """A HyperLogLog sketch of keyed tokens of the cohort's national ids, and the number
+    of persons without one (who cannot be matched across members), released as a count.
+    """
+    if release.patient_key is None:
+        raise Refusal(
+            "this member holds no consortium patient key, so it cannot take part in "
+            "counting distinct patients"
+        )
+    ids = [row[0] for row in rows if isinstance(row[0], str) and row[0].strip()]
+    if 0 < len(rows) < release.profile.threshold:
+        raise Refusal(f"the cohort holds fewer than {release.profile.threshold} persons here")
+    tokens = distinct.patient_tokens(ids, release.patient_key)
+    sketch = distinct.Sketch.of(tokens, p=query.precision)
+    without = apply_count(release.profile, len(rows) - len(ids))
+    return {"sketch": sketch.to_json(), "without_id": without.to_json()}
+
+
+# Secure aggregation: instead of its released result, a member contributes a vector of
+# sums that is masked before it leaves (accord.trust.secagg), so the hub learns only the
+# consortium's totals, which it releases under the strictest member's profile
+# (accord.hub.aggregation.secure_total). The member's own rules still decide whether it
+# takes part: a model part its rules forbid is refused here, as in a per-member release.
+
+
+def secure_vector(query: Analysis, data: Any, release: Release) -> NDArray[np.float64]:
+    """This member's contribution to a secure sum of ``query``: its raw sums, unrounded.
+    Raises ``Refusal`` for an analysis that cannot be summed or that its rules forbid."""
+    vector = SECURE_VECTORS.get(type(query))
+    if vector is None:
+        raise Refusal(f"{query.TYPE} cannot be computed by secure aggregation")
+    return vector(query, data, release)
+
+
+def _count_vector(query: CountPersons, n: int, release: Release) -> NDArray[np.float64]:
+    return np.array([float(n)])
+
+
+def _glm_vector(
+    query: GlmStep, data: tuple[NDArray[np.float64], NDArray[np.float64]], release: Release
+) -> NDArray[np.float64]:
+    part = GlmPart.from_json(glm_step(query, data, release)["part"])
+    return part.to_vector()
+
+
+def _survival_vector(
+    query: KaplanMeier, rows: list[tuple[Any, ...]], release: Release
+) -> NDArray[np.float64]:
+    counts = survival_counts(query, rows)
+    return counts.to_vector()
+
+
+def _small(profile: SmallCellProfile, counts: tuple[int, ...]) -> bool:
+    return any(0 < c < profile.threshold for c in counts)
+
+
+SECURE_VECTORS: Mapping[type[Any], Callable[[Any, Any, Release], NDArray[np.float64]]] = {
+    CountPersons: _count_vector,
+    GlmStep: _glm_vector,
+    KaplanMeier: _survival_vector,
+}
+ANSWERS: Mapping[type[Any], Answer] = {
+    CountPersons: count_persons,
+    GlmStep: glm_step,
+    KaplanMeier: kaplan_meier,
+    DistinctPersons: distinct_persons,
+}
