@@ -13,9 +13,9 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -27,6 +27,10 @@ from accord.protocol import check_hub_url
 from accord.query import Analysis, GlmStep
 from accord.trust.envelope import seal
 from accord.trust.keys import Identity, load_identity
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,25 @@ class TaskResult:
     status: str
     members: tuple[MemberResult, ...]
     total: DisclosedCount | None
+    analysis: str = "count_persons"
+    summary: dict[str, Any] = field(default_factory=dict)
+    """The hub's combination of the members' results (see ``accord.hub.aggregation``)."""
 
     @property
     def done(self) -> bool:
         return self.status == "done"
+
+    def frame(self) -> pd.DataFrame:
+        """The result as a pandas frame, each figure with its disclosure annotations."""
+        from accord.frames import frame
+
+        return cast("pd.DataFrame", frame(self))
+
+    def to_polars(self) -> pl.DataFrame:
+        """The result as a polars frame, with the same annotation columns."""
+        from accord.frames import frame
+
+        return cast("pl.DataFrame", frame(self, kind="polars"))
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> TaskResult:
@@ -72,12 +91,15 @@ class TaskResult:
                     result=result or None,
                 )
             )
-        total = body.get("summary", {}).get("total")
+        summary = body.get("summary") or {}
+        total = summary.get("total")
         return cls(
             task_id=body["id"],
             status=body["status"],
             members=tuple(members),
-            total=DisclosedCount.from_json(total) if total else None,
+            total=DisclosedCount.from_json(total) if isinstance(total, dict) else None,
+            analysis=str((body.get("analysis") or {}).get("type", "count_persons")),
+            summary=summary,
         )
 
 

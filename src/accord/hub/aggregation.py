@@ -15,16 +15,19 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.analysis import distinct, survival
+from accord.analysis import distinct, stats, survival
 from accord.analysis.glm import GlmPart
 from accord.errors import UserError
 from accord.hub.store import DONE, TaskView
+from accord.privacy import tables
 from accord.privacy.disclosure import (
     DisclosedCount,
     SmallCellProfile,
     apply_count,
     combine_total,
 )
+from accord.privacy.tables import check_released_value
+from accord.query.model import Variable
 
 MAX_REASON_CHARS = 500
 MAX_PARAMETERS = 21
@@ -78,17 +81,12 @@ def accept_reason(reason: object) -> str:
 
 
 def released_count(profile: SmallCellProfile, obj: object) -> DisclosedCount:
-    """A count as a member's disclosure step releases it: 0, suppressed, or at least the
-    threshold and a multiple of the rounding."""
+    """A count as a member's disclosure step releases it: 0, suppressed, or a multiple of
+    the rounding from the smallest figure the profile releases up."""
     count = DisclosedCount.from_json(obj)
-    if count.value is None:
-        consistent = count.suppressed
-    else:
-        consistent = count.value == 0 or (
-            count.value >= profile.threshold and count.value % profile.rounding == 0
-        )
-    if not consistent:
-        raise ValueError("a count does not follow the result's own disclosure profile")
+    if count.value is None and not count.suppressed:
+        raise ValueError("a count is neither released nor suppressed")
+    check_released_value(profile, count.value, "count")
     return count
 
 
@@ -128,15 +126,15 @@ def check_glm(
 def check_survival(
     analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
 ) -> dict[str, Any]:
-    """Survival counts on the task's own grid, every event and censoring count 0 or at
-    least the threshold."""
+    """Survival counts on the task's own grid, every event count 0 or at least the
+    threshold, over at least the threshold of persons."""
     counts = survival.KmCounts.from_json(result["counts"])
     grid = survival.Grid.regular(
         stop=float(analysis["horizon_days"]), step=float(analysis["step_days"])
     )
     if counts.grid != grid:
         raise ValueError("survival counts are not on the task's grid")
-    if any(0 < c < profile.threshold for c in (*counts.events, *counts.censored)):
+    if any(0 < c < profile.threshold for c in (*counts.events, counts.rows)):
         raise ValueError("survival counts do not follow the result's own disclosure profile")
     return {"counts": counts.to_json()}
 
@@ -222,13 +220,44 @@ def _secure_survival(
         stop=float(analysis["horizon_days"]), step=float(analysis["step_days"])
     )
     counts = survival.KmCounts.from_vector(grid, total)
-    if any(0 < c < profile.threshold for c in (*counts.events, *counts.censored)):
+    if any(0 < c < profile.threshold for c in (*counts.events, counts.rows)):
         return {
-            "withheld": "a point of the survival grid holds fewer than "
-            f"{profile.threshold} events or censorings over the members; a wider "
-            "step_days groups more"
+            "withheld": f"a point of the survival grid holds fewer than {profile.threshold} "
+            "events over the members; a wider step_days groups more"
         }
     return {"counts": counts.to_json(), "curve": survival.km(counts).to_json()}
+
+
+def _secure_histogram(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    part = stats.HistogramPart.from_vector(total, analysis["edges"])
+    return {"histogram": tables.release_histogram(profile, part).to_json()}
+
+
+def _secure_summary(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    moments = stats.Moments.from_vector(total[:3], [_summary_shift(analysis)])
+    if 0 < moments.n < profile.threshold + 1:
+        return {"withheld": "the summary covers too few persons for the members' rules"}
+    part = stats.HistogramPart.from_vector(total[3:], analysis["edges"])
+    released = tables.release_histogram(profile, part)
+    lower = tables.combine_released_histograms([released]).lower_bounds()
+    return {
+        "summary": stats.summarise(moments, lower).to_json(),
+        "histogram": released.to_json(),
+    }
+
+
+def _secure_correlation(
+    analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
+) -> dict[str, Any]:
+    k = len(analysis["variables"])
+    moments = stats.Moments.from_vector(total, [0.0] * k)
+    if 0 < moments.n < profile.threshold + k:
+        return {"withheld": "the correlation covers too few persons for the members' rules"}
+    return {"correlation": _correlation(analysis, moments)}
 
 
 SECURE_TOTALS: Mapping[
@@ -236,24 +265,124 @@ SECURE_TOTALS: Mapping[
 ] = {
     "count_persons": _secure_count,
     "glm_step": _secure_glm,
+    "histogram": _secure_histogram,
+    "summary": _secure_summary,
+    "correlation": _secure_correlation,
     "kaplan_meier": _secure_survival,
 }
 
 
+def check_cells(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    released = tables.check_released_cells(profile, result["cells"], _labels(analysis["by"]))
+    return {"cells": released.to_json()}
+
+
+def combine_cells(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    parts = [tables.ReleasedCells.from_json(r["cells"]) for r in results]
+    return {"cells": tables.combine_released_cells(parts).to_json()}
+
+
+def check_histogram(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    released = tables.check_released_histogram(profile, result["histogram"], analysis["edges"])
+    return {"histogram": released.to_json()}
+
+
+def combine_histogram(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    parts = [tables.ReleasedHistogram.from_json(r["histogram"]) for r in results]
+    return {"histogram": tables.combine_released_histograms(parts).to_json()}
+
+
+def check_summary(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    moments = tables.check_released_moments(profile, result["moments"])
+    if moments.k != 1 or moments.shift != (_summary_shift(analysis),):
+        raise ValueError("a summary's moments are not of one variable around the agreed shift")
+    checked = check_histogram(analysis, result, profile)
+    return {"moments": moments.to_json(), **checked}
+
+
+def combine_summary(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    moments = stats.combine_moments([stats.Moments.from_json(r["moments"]) for r in results])
+    hist = tables.combine_released_histograms(
+        [tables.ReleasedHistogram.from_json(r["histogram"]) for r in results]
+    )
+    return {
+        "summary": stats.summarise(moments, hist.lower_bounds()).to_json(),
+        "histogram": hist.to_json(),
+    }
+
+
+def check_moments(
+    analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
+) -> dict[str, Any]:
+    moments = tables.check_released_moments(profile, result["moments"])
+    if moments.k != len(analysis["variables"]) or any(moments.shift):
+        raise ValueError("the moments are not of the task's variables")
+    return {"moments": moments.to_json()}
+
+
+def combine_correlation(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    moments = stats.combine_moments([stats.Moments.from_json(r["moments"]) for r in results])
+    return {"correlation": _correlation(analysis, moments)}
+
+
+def _correlation(analysis: dict[str, Any], moments: stats.Moments) -> dict[str, Any]:
+    labels = _labels(analysis["variables"])
+    if moments.n < 2:
+        return {"variables": labels, "n": moments.n, "withheld": "fewer than 2 persons"}
+    try:
+        matrix = stats.correlation(moments, labels)
+    except UserError as error:
+        return {"variables": labels, "n": moments.n, "withheld": error.message}
+    return {
+        "variables": labels,
+        "n": moments.n,
+        "mean": stats.mean(moments).tolist(),
+        "sd": stats.std(moments).tolist(),
+        "matrix": matrix.tolist(),
+    }
+
+
+def _labels(variables: list[dict[str, Any]]) -> list[str]:
+    return [Variable.from_json(v).label for v in variables]
+
+
+def _summary_shift(analysis: dict[str, Any]) -> float:
+    edges = analysis["edges"]
+    return (float(edges[0]) + float(edges[-1])) / 2
+
+
 FIELDS: Mapping[str, frozenset[str]] = {
     "count_persons": frozenset({"disclosed"}),
+    "count_by": frozenset({"cells"}),
     "glm_step": frozenset({"part"}),
+    "histogram": frozenset({"histogram"}),
+    "summary": frozenset({"moments", "histogram"}),
+    "correlation": frozenset({"moments"}),
     "kaplan_meier": frozenset({"counts"}),
     "distinct_persons": frozenset({"sketch", "without_id"}),
 }
 CHECKS: Mapping[str, Check] = {
     "count_persons": check_count,
+    "count_by": check_cells,
     "glm_step": check_glm,
+    "histogram": check_histogram,
+    "summary": check_summary,
+    "correlation": check_moments,
     "kaplan_meier": check_survival,
     "distinct_persons": check_distinct,
 }
 COMBINERS: Mapping[str, Combine] = {
     "count_persons": combine_count,
+    "count_by": combine_cells,
+    "histogram": combine_histogram,
+    "summary": combine_summary,
+    "correlation": combine_correlation,
     "kaplan_meier": combine_survival,
     "distinct_persons": combine_distinct,
 }

@@ -16,17 +16,22 @@ from typing import Any, TypeAlias, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.analysis import distinct, survival
+from accord.analysis import distinct, stats, survival
 from accord.analysis.glm import Family, GlmPart, local_part
 from accord.errors import QueryError
+from accord.privacy import tables
 from accord.privacy.disclosure import SmallCellProfile, apply_count
 from accord.privacy.models import model_refusal
 from accord.query.model import (
     Analysis,
+    Correlation,
+    CountBy,
     CountPersons,
     DistinctPersons,
     GlmStep,
+    Histogram,
     KaplanMeier,
+    Summary,
 )
 
 
@@ -73,6 +78,58 @@ def glm_step(
     return {"part": part.to_json()}
 
 
+def count_by(query: CountBy, rows: list[tuple[Any, ...]], release: Release) -> dict[str, Any]:
+    """Persons per stratum, each count through the small-cell rule."""
+    cells = stats.CellCounts(
+        tuple(v.label for v in query.by), tuple((row[:-1], int(row[-1])) for row in rows)
+    )
+    try:
+        released = tables.release_cells(release.profile, cells)
+    except ValueError as error:
+        raise Refusal(str(error)) from None
+    return {"cells": released.to_json()}
+
+
+def histogram(query: Histogram, values: NDArray[np.float64], release: Release) -> dict[str, Any]:
+    """Persons per bin of the query's edges (and below, above, unknown), each count
+    through the small-cell rule."""
+    part = stats.local_histogram(values[:, 0], query.edges)
+    return {"histogram": tables.release_histogram(release.profile, part).to_json()}
+
+
+def summary(query: Summary, values: NDArray[np.float64], release: Release) -> dict[str, Any]:
+    """The variable's moments (around the middle of the edges, the shift every member
+    uses) and its histogram, if the member's rules allow both."""
+    known = values[~np.isnan(values[:, 0])]
+    moments = stats.local_moments(known, shift=[summary_shift(query)])
+    _refuse_moments(release, moments, known)
+    part = stats.local_histogram(values[:, 0], query.edges)
+    released = tables.release_histogram(release.profile, part)
+    return {"moments": moments.to_json(), "histogram": released.to_json()}
+
+
+def correlation(
+    query: Correlation, values: NDArray[np.float64], release: Release
+) -> dict[str, Any]:
+    """Sums and cross-products of the variables over persons with every value known."""
+    known = values[~np.isnan(values).any(axis=1)]
+    moments = stats.local_moments(known)
+    _refuse_moments(release, moments, known)
+    return {"moments": moments.to_json()}
+
+
+def summary_shift(query: Summary) -> float:
+    """The shift a summary's moments are taken around: the middle of its edges, which
+    every member knows before reading data, so sums of squares do not cancel."""
+    return (query.edges[0] + query.edges[-1]) / 2
+
+
+def _refuse_moments(release: Release, moments: stats.Moments, rows: NDArray[np.float64]) -> None:
+    withheld = tables.moments_refusal(release.profile, moments, rows)
+    if withheld is not None:
+        raise Refusal(withheld)
+
+
 def kaplan_meier(
     query: KaplanMeier, rows: list[tuple[Any, ...]], release: Release
 ) -> dict[str, Any]:
@@ -80,16 +137,17 @@ def kaplan_meier(
 
     Each person is followed from the index date to the first event or to the censor date
     (the end of the observation period holding the index date, or ``as_of``). The rule:
-    every grid point's events and censorings are 0 or at least the threshold, since one
-    event among few at risk is one person's date; a wider ``step_days`` groups more.
+    the cohort holds at least the threshold of persons, and every grid point's events are
+    0 or at least the threshold, since one event among few is one person's outcome and
+    its date; a wider ``step_days`` groups more. Censorings say only that a person's
+    follow-up ended in an interval, and are released as they are (the numbers at risk
+    would give them away anyway).
     """
     counts = survival_counts(query, rows)
-    small = _small(release.profile, (*counts.events, *counts.censored))
-    if small or 0 < counts.rows < release.profile.threshold:
+    if _small(release.profile, counts.events) or 0 < counts.rows < release.profile.threshold:
         raise Refusal(
-            "a point of the survival grid holds fewer than "
-            f"{release.profile.threshold} events or censorings at this member; "
-            "a wider step_days groups more"
+            f"a point of the survival grid holds fewer than {release.profile.threshold} "
+            "events at this member; a wider step_days groups more"
         )
     return {"counts": counts.to_json()}
 
@@ -156,6 +214,29 @@ def _glm_vector(
     return part.to_vector()
 
 
+def _histogram_vector(
+    query: Histogram, values: NDArray[np.float64], release: Release
+) -> NDArray[np.float64]:
+    return stats.local_histogram(values[:, 0], query.edges).to_vector()
+
+
+def _summary_vector(
+    query: Summary, values: NDArray[np.float64], release: Release
+) -> NDArray[np.float64]:
+    summary(query, values, release)  # the member's own rules still decide if it joins
+    known = values[~np.isnan(values[:, 0])]
+    moments = stats.local_moments(known, shift=[summary_shift(query)])
+    part = stats.local_histogram(values[:, 0], query.edges)
+    return np.concatenate([moments.to_vector(), part.to_vector()])
+
+
+def _correlation_vector(
+    query: Correlation, values: NDArray[np.float64], release: Release
+) -> NDArray[np.float64]:
+    correlation(query, values, release)  # the member's own rules still decide if it joins
+    return stats.local_moments(values[~np.isnan(values).any(axis=1)]).to_vector()
+
+
 def _survival_vector(
     query: KaplanMeier, rows: list[tuple[Any, ...]], release: Release
 ) -> NDArray[np.float64]:
@@ -170,11 +251,18 @@ def _small(profile: SmallCellProfile, counts: tuple[int, ...]) -> bool:
 SECURE_VECTORS: Mapping[type[Any], Callable[[Any, Any, Release], NDArray[np.float64]]] = {
     CountPersons: _count_vector,
     GlmStep: _glm_vector,
+    Histogram: _histogram_vector,
+    Summary: _summary_vector,
+    Correlation: _correlation_vector,
     KaplanMeier: _survival_vector,
 }
 ANSWERS: Mapping[type[Any], Answer] = {
     CountPersons: count_persons,
+    CountBy: count_by,
     GlmStep: glm_step,
+    Histogram: histogram,
+    Summary: summary,
+    Correlation: correlation,
     KaplanMeier: kaplan_meier,
     DistinctPersons: distinct_persons,
 }

@@ -7,26 +7,106 @@ move its node directory without editing it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from accord.errors import ConfigError
 from accord.protocol import check_hub_url
 
 MEMBER_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
+SPARK_DATABASE = re.compile(r"[A-Za-z0-9_]{1,128}")
+"""A database name Spark's session catalog accepts: letters, digits and underscores."""
+# Spark settings that have a field of their own in SparkConfig.
+_SPARK_FIELDS = {"spark.master": "master", "spark.sql.warehouse.dir": "warehouse"}
+
+
+class SparkConfig(BaseModel):
+    """How the node reaches a CDM held in Apache Spark.
+
+    ``tables`` is a folder holding one parquet dataset per CDM table, each in a folder
+    named after its table (``person/``, ``condition_occurrence/``, ...): the node
+    registers them as tables of the database named by ``database.schema`` and reads the
+    files where they are. Without it the tables must already be in a persistent catalog
+    (a Hive metastore, set up through ``conf``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master: str = Field(default="local[2]", pattern=r"^\S+$")
+    """Where Spark runs: ``local[2]`` (two threads in the node's process), or a cluster."""
+    tables: str | None = None
+    warehouse: str | None = None
+    """Spark's warehouse folder (``spark.sql.warehouse.dir``); default: a temporary one."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Further Spark settings, such as ``spark.driver.memory``."""
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_settings(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key.startswith("spark."):
+                raise ValueError(f"{key!r} is not a Spark setting (they start with 'spark.')")
+            if key in _SPARK_FIELDS:
+                raise ValueError(f"set {key} with database.spark.{_SPARK_FIELDS[key]}")
+        return value
+
+    @property
+    def persistent_catalog(self) -> bool:
+        """Whether the tables come from a catalog that outlives the session (Hive)."""
+        return self.conf.get("spark.sql.catalogImplementation") == "hive"
 
 
 class DatabaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["duckdb", "postgres"] = "duckdb"
+    engine: Literal["duckdb", "postgres", "spark"] = "duckdb"
     path: str | None = None
     dsn: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     threads: int | None = Field(default=None, ge=1, le=256)
     """DuckDB worker threads (default: one per core). Nodes sharing a machine split it."""
+    spark: SparkConfig | None = None
+    """For ``engine: spark``: the session and where the CDM's tables are."""
+
+    @model_validator(mode="after")
+    def _settings_of_the_engine(self) -> DatabaseConfig:
+        if self.engine != "spark":
+            if self.spark is not None:
+                raise ValueError(f"spark settings are for engine spark, not {self.engine}")
+            return self
+        misplaced = [
+            name
+            for name, value in (("path", self.path), ("dsn", self.dsn), ("threads", self.threads))
+            if value is not None
+        ]
+        if misplaced:
+            raise ValueError(
+                f"{', '.join(misplaced)} cannot be set for engine spark; "
+                "its settings go under database.spark"
+            )
+        if self.schema_ is not None and not SPARK_DATABASE.fullmatch(self.schema_):
+            raise ValueError(
+                f"schema {self.schema_[:80]!r} cannot name a Spark database: use letters, "
+                "digits and underscores (at most 128)"
+            )
+        spark = self.spark or SparkConfig()
+        if spark.tables is None and not spark.persistent_catalog:
+            raise ValueError(
+                "engine spark needs database.spark.tables (a folder of parquet tables, one "
+                "per CDM table) or a persistent catalog in database.spark.conf "
+                "(spark.sql.catalogImplementation: hive)"
+            )
+        return self
 
 
 class DisclosureConfig(BaseModel):
@@ -78,6 +158,13 @@ class NodeConfig(BaseModel):
         database = self.database
         if database.engine == "duckdb" and database.path is not None:
             database = database.model_copy(update={"path": str(at(Path(database.path)))})
+        if database.spark is not None:
+            spark = database.spark
+            folders = {"tables": spark.tables, "warehouse": spark.warehouse}
+            spark = spark.model_copy(
+                update={k: str(at(Path(v))) for k, v in folders.items() if v is not None}
+            )
+            database = database.model_copy(update={"spark": spark})
         return self.model_copy(
             update={
                 "hub_public_key": at(self.hub_public_key),
@@ -125,6 +212,13 @@ def load_node_config(path: Path) -> NodeConfig:
             raise ConfigError(
                 f"node config {path}: database file {db.path} does not exist",
                 hint="load the member's data first (accord synth, or accord ingest)",
+            )
+    elif db.engine == "spark":
+        tables = db.spark.tables if db.spark is not None else None
+        if tables is not None and not Path(tables).is_dir():
+            raise ConfigError(
+                f"node config {path}: database.spark.tables: folder {tables} does not exist",
+                hint="name the folder holding the CDM's parquet tables (person/, ...)",
             )
     elif db.dsn is None:
         raise ConfigError(f"node config {path}: database.dsn is required for postgres")

@@ -18,7 +18,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from accord.errors import DataError, QueryError
-from accord.node.answers import ANSWERS, Refusal, Release, answer
+from accord.node.answers import (
+    ANSWERS,
+    SECURE_VECTORS,
+    Refusal,
+    Release,
+    answer,
+    secure_vector,
+)
 from accord.node.config import DatabaseConfig, DisclosureConfig
 from accord.privacy.disclosure import SmallCellProfile
 from accord.quality.gate import serving_refusal
@@ -188,17 +195,33 @@ def execute(
     disclosure: DisclosureConfig,
     *,
     patient_key: bytes | None = None,
+    secure: bool = False,
 ) -> dict[str, Any]:
-    """Run one analysis and return its released result, ready to seal for the hub."""
+    """Run one analysis and return its released result, ready to seal for the hub.
+
+    With ``secure``, the result is this member's contribution to a secure sum instead:
+    ``{"analysis", "vector", "profile"}``, where ``vector`` holds raw sums that must be
+    masked (``accord.trust.secagg``) before they leave the node.
+    """
     try:
         query = query_from_json(analysis)
     except QueryError as error:
         raise Refusal(f"analysis failed validation at the node: {error.message}") from None
     if query.TYPE not in ALLOWED_ANALYSES:
         raise Refusal(f"analysis {analysis.get('type')!r} is not allowlisted at this node")
+    if secure and type(query) not in SECURE_VECTORS:
+        raise Refusal(f"{query.TYPE} cannot be computed by secure aggregation")
     with database.connect() as connection:
         withheld = database.serving_refusal(connection)
         if withheld is not None:
             raise Refusal(withheld)
         data = database.read(query, connection)
-    return answer(query, data, Release(profile_for(disclosure), patient_key))
+    release = Release(profile_for(disclosure), patient_key)
+    if secure:
+        vector = secure_vector(query, data, release)
+        return {
+            "analysis": query.TYPE,
+            "vector": vector.tolist(),
+            "profile": release.profile.to_json(),
+        }
+    return answer(query, data, release)

@@ -557,6 +557,11 @@ class Variable(Node):
 
     CATEGORY: ClassVar[str] = "variable"
 
+    @property
+    def label(self) -> str:
+        """A short name for tables and frames: ``age``, ``has_condition 201826``."""
+        return self.TYPE
+
 
 @dataclass(frozen=True)
 class Age(Variable):
@@ -574,6 +579,10 @@ class AgeGroup(Variable):
 
     width: int = field(default=10, metadata=_meta(Integer(1, 150, "a width in years, 1 to 150")))
 
+    @property
+    def label(self) -> str:
+        return f"age_group {self.width}"
+
 
 @dataclass(frozen=True)
 class Sex(Variable):
@@ -589,6 +598,12 @@ class Indicator(Variable):
     TYPE: ClassVar[str] = "indicator"
 
     criterion: Criterion = field(metadata=_CRITERION)
+
+    @property
+    def label(self) -> str:
+        concepts = getattr(self.criterion, "concepts", None)
+        ids = concepts.ids if concepts is not None else getattr(self.criterion, "concept_ids", ())
+        return " ".join([self.criterion.TYPE, *(str(i) for i in ids[:2])])
 
 
 SUMMARIES: tuple[str, ...] = ("latest", "mean", "min", "max")
@@ -612,6 +627,10 @@ class MeasurementValue(Variable):
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
         return _bounds_in_order(values, path, "from_day", "to_day")
+
+    @property
+    def label(self) -> str:
+        return " ".join([self.summary, *(str(i) for i in self.concepts.ids[:2])])
 
 
 FAMILIES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
