@@ -1,4 +1,5 @@
-"""``accord demo``: a consortium of real processes on loopback, running scenarios 1 and 6."""
+"""``accord demo``: a consortium of real processes on loopback, running scenarios 1 and 6,
+an imported ATLAS cohort and a survival curve."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from accord.cli.basics import StageProgress, progress_bar
 from accord.cli.render import (
     coefficient_table,
+    frame_table,
     quality_table,
     result_table,
     run_with_progress,
@@ -46,8 +48,10 @@ def demo(
     from accord.client import Client
     from accord.demo import SOURCE_FORMATS, Consortium, DemoLayout, free_port, prepare
     from accord.privacy.disclosure import apply_count
+    from accord.query.atlas import cohort_from_atlas, example_definition
     from accord.query.scenarios import (
         TREATMENT_RESPONSE_COVARIATES,
+        time_to_treatment,
         treatment_response,
         trial_recruitment,
     )
@@ -97,6 +101,11 @@ def demo(
                     fitted = client.fit_glm(
                         model, names=["intercept", *TREATMENT_RESPONSE_COVARIATES]
                     )
+                imported = cohort_from_atlas(example_definition(), as_of=manifest.as_of)
+                atlas = run_with_progress(client, imported.count_persons(), None, timeout=120)
+                survival = run_with_progress(
+                    client, time_to_treatment(manifest.as_of), None, timeout=120
+                )
             console.print(
                 result_table(
                     result,
@@ -136,6 +145,16 @@ def demo(
             console.print(
                 "[green]✓[/] the federated fit equals the fit on the members' pooled rows;"
                 " only sums left each member"
+            )
+            console.print(
+                result_table(atlas, title=f"ATLAS cohort · {imported.name or 'imported'}")
+            )
+            console.print(
+                frame_table(
+                    survival,
+                    title="Kaplan-Meier · from a first type 2 diabetes diagnosis to a first "
+                    "biguanide, share still untreated",
+                )
             )
             console.print(quality_table(quality))
             if not once:

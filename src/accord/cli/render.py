@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from accord.analysis.glm import GlmFit
 from accord.client import Client, TaskResult
+from accord.frames import CONSORTIUM
 from accord.query import Analysis
 
 
@@ -61,6 +64,36 @@ def result_table(
             "[bold]total[/]", *blank, f"[bold]{result.total.display}[/]", result.total.rule
         )
     return table
+
+
+def frame_table(result: TaskResult, *, title: str | None = None) -> Table:
+    """Any analysis's result as a table: the consortium's figures from its frame, with a
+    line for each member that did not answer, and why."""
+    frame = result.frame()
+    if "member" in frame.columns and (frame["member"] == CONSORTIUM).any():
+        frame = frame[frame["member"] == CONSORTIUM].drop(columns="member")
+    elif frame.index.name is None and not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index(names="")
+    table = Table(
+        title=title or f"Federated {result.analysis.replace('_', ' ')}", title_justify="left"
+    )
+    for column in frame.columns:
+        table.add_column(str(column), justify="left" if frame[column].dtype == object else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_cell(v) for v in row))
+    missing = [m for m in result.members if m.status != "done"]
+    if missing:
+        table.caption = "; ".join(f"{m.member}: {m.status}, {m.reason}" for m in missing)
+        table.caption_justify = "left"
+    return table
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def quality_table(members: list[dict[str, Any]]) -> Table:

@@ -6,8 +6,9 @@ import asyncio
 import json
 import signal
 import socket
+from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -159,30 +160,53 @@ def node_run(
 
 
 def query(
-    file: Annotated[Path, typer.Argument(help="analysis as JSON (accord query model)")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="analysis as JSON (accord query model), or an ATLAS cohort definition"),
+    ],
     hub: Annotated[str, typer.Option(help="hub URL")] = "http://127.0.0.1:8700",
     key: Annotated[Path, typer.Option(help="researcher's .key file")] = Path("researcher.key"),
     members: Annotated[str | None, typer.Option(help="comma-separated member ids")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="the date an ATLAS cohort is counted at, YYYY-MM-DD (default: today)"
+        ),
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="also write the result's frame to this CSV file")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for every member")] = 120.0,
     tls_ca: Annotated[
         Path | None, typer.Option(help="PEM certificates to trust for the hub")
     ] = None,
 ) -> None:
-    """Send an analysis to the consortium and print each member's disclosed result."""
-    from accord.cli.render import coefficient_table, result_table, run_with_progress
+    """Send an analysis to the consortium and print each member's disclosed result and the
+    consortium's. An ATLAS (Circe) cohort definition is imported and counted."""
+    from accord.cli.render import coefficient_table, frame_table, result_table, run_with_progress
     from accord.client import Client
     from accord.query import GlmStep, query_from_json
+    from accord.query.atlas import cohort_from_atlas
 
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read {file}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file} is not UTF-8 text") from None
     try:
-        analysis = query_from_json(json.loads(text))
+        document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigError(f"{file} is not valid JSON: line {error.lineno}: {error.msg}") from None
     except RecursionError:
         raise ConfigError(f"{file} is nested too deeply to be a query") from None
+    if isinstance(document, dict) and ("PrimaryCriteria" in document or "expression" in document):
+        imported = cohort_from_atlas(document, as_of=_date_option(as_of))
+        for note in imported.notes:
+            err.print(f"[dim]ATLAS: {note}[/]", highlight=False)
+        analysis: Any = imported.count_persons()
+    else:
+        analysis = query_from_json(document)
     chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
     with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
         if isinstance(analysis, GlmStep):
@@ -191,7 +215,24 @@ def query(
             console.print(coefficient_table(fitted, title=f"Federated {analysis.family} model"))
             return
         result = run_with_progress(client, analysis, chosen, timeout=timeout)
-    console.print(result_table(result))
+    if result.analysis == "count_persons":
+        console.print(result_table(result))
+    else:
+        console.print(frame_table(result))
+    if csv is not None:
+        from accord.cli.quality import write_atomically
+
+        write_atomically(csv, result.frame().to_csv(index=result.analysis == "correlation"))
+        console.print(f"csv: {csv}")
+
+
+def _date_option(value: str | None) -> date:
+    if value is None:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--as-of: expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
 @hub_app.command("quality")

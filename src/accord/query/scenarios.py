@@ -9,16 +9,19 @@ from accord.query.builders import (
     age_between,
     cohort,
     count_persons,
+    entry,
     glm,
     has_condition,
     has_drug,
     has_measurement,
     indicator,
+    kaplan_meier,
     sex_is,
 )
-from accord.query.model import CountPersons, GlmStep
+from accord.query.model import CountPersons, GlmStep, KaplanMeier
 from accord.vocab.concepts import (
     BETA_BLOCKERS,
+    BIGUANIDES,
     FEMALE,
     HBA1C,
     HYPERTENSION,
@@ -63,4 +66,15 @@ def treatment_response(as_of: date) -> GlmStep:
             indicator(has_condition(HYPERTENSION)),
         ],
         family="binomial",
+    )
+
+
+def time_to_treatment(as_of: date) -> KaplanMeier:
+    """Survival from each person's first type 2 diabetes diagnosis (inside an observation
+    period) to their first biguanide (metformin's class), over two years in quarters."""
+    return kaplan_meier(
+        cohort(as_of=as_of, entry=entry(has_condition(TYPE_2_DIABETES))),
+        has_drug(BIGUANIDES),
+        horizon_days=720,
+        step_days=90,
     )
