@@ -8,6 +8,7 @@ deployment; only the data is synthetic. ``prepare`` lays the consortium out on d
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -160,17 +161,24 @@ def prepare(
     layout.researcher_key.parent.mkdir(parents=True, exist_ok=True)
     write_identity(researcher, layout.researcher_key.parent)
     store.register(researcher.public, role="researcher", display_name="Demo researcher")
+    # The members' shared patient-token key, for counting distinct patients; the hub
+    # never gets it. One file per node, as each member would keep its own copy.
+    patient_key = secrets.token_hex(32)
     for member in manifest.members:
         node_dir = layout.nodes / member.id
         node_dir.mkdir(parents=True, exist_ok=True)
         identity = generate_identity(member.id)
         write_identity(identity, node_dir)
+        key_file = node_dir / "patient.key"
+        key_file.write_text(patient_key + "\n", encoding="ascii")
+        key_file.chmod(0o600)
         store.register(identity.public, role="node", kind=member.kind, display_name=member.name)
         config = NodeConfig(
             member=member.id,
             hub_url=hub_url,
             hub_public_key=Path("..") / ".." / "hub" / f"{hub_identity.name}.pub",
             key=Path(f"{member.id}.key"),
+            patient_key=Path("patient.key"),
             database=DatabaseConfig(
                 engine="duckdb",
                 path=str(
