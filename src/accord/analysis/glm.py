@@ -720,14 +720,14 @@ def _raise_if_separated(
     if family == "binomial":
         message = (
             "perfect separation: the outcome is perfectly predicted for some rows "
-            f"({current.boundary} have fitted probabilities of 0 or 1), so coefficients "
+            "(they have fitted probabilities of 0 or 1), so coefficients "
             f"{diverging} diverge and the maximum-likelihood estimates do not exist"
         )
         hint = "drop or merge the covariates that separate the outcome, or use Firth regression"
     else:
         message = (
             "coefficients diverge: some rows' counts are all 0 where the model can push "
-            f"their mean to 0 ({current.boundary} rows have fitted means of 0), so "
+            "their mean to 0 (they have fitted means of 0), so "
             f"coefficients {diverging} run to -infinity and the maximum-likelihood estimates "
             "do not exist"
         )

@@ -120,6 +120,8 @@ def check_glm(
         raise ValueError("a model part holds a number that is not finite")
     if 0 < part.n < profile.threshold + part.p:
         raise ValueError("a model part covers fewer persons than its disclosure profile allows")
+    if part.boundary > 1:
+        raise ValueError("a model part says how many rows sit at the boundary, not whether any do")
     return {"part": part.to_json()}
 
 

@@ -10,7 +10,7 @@ released under, so the hub can check the figures follow it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, cast
 
 import numpy as np
@@ -75,7 +75,9 @@ def glm_step(
         part = local_part(design, outcome, np.asarray(query.beta), cast(Family, query.family))
     except QueryError as error:  # says what is wrong with the rows, never their values
         raise Refusal(f"the model cannot be computed at this node: {error.message}") from None
-    return {"part": part.to_json()}
+    # How many rows sit at a fitted 0 or 1 is itself a count of persons; the fit only
+    # needs to know whether any do, so a member says yes or no.
+    return {"part": replace(part, boundary=min(part.boundary, 1)).to_json()}
 
 
 def count_by(query: CountBy, rows: list[tuple[Any, ...]], release: Release) -> dict[str, Any]:
