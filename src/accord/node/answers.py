@@ -180,7 +180,11 @@ def distinct_persons(
             "this member holds no consortium patient key, so it cannot take part in "
             "counting distinct patients"
         )
-    ids = [row[0] for row in rows if isinstance(row[0], str) and row[0].strip()]
+    ids = [
+        row[0]
+        for row in rows
+        if isinstance(row[0], str) and distinct.normalise_national_id(row[0])
+    ]
     if 0 < len(rows) < release.profile.threshold:
         raise Refusal(f"the cohort holds fewer than {release.profile.threshold} persons here")
     tokens = distinct.patient_tokens(ids, release.patient_key)
@@ -192,8 +196,10 @@ def distinct_persons(
 # Secure aggregation: instead of its released result, a member contributes a vector of
 # sums that is masked before it leaves (accord.trust.secagg), so the hub learns only the
 # consortium's totals, which it releases under the strictest member's profile
-# (accord.hub.aggregation.secure_total). The member's own rules still decide whether it
-# takes part: a model part its rules forbid is refused here, as in a per-member release.
+# (accord.hub.aggregation.secure_total). Counts, histograms and survival counts are then
+# checked on the totals. Moments and model parts still pass the member's own rules
+# first: those rules look at groups of rows (a variable's few values, pairs of binary
+# variables) that a total no longer shows.
 
 
 def secure_vector(query: Analysis, data: Any, release: Release) -> NDArray[np.float64]:
