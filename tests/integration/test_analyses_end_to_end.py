@@ -20,10 +20,21 @@ from accord.client import Client, TaskResult
 from accord.privacy.disclosure import SmallCellProfile, apply_count
 from accord.query import compile_query
 from accord.query.atlas import cohort_from_atlas, example_definition
-from accord.query.builders import age_between, age_group, cohort, count_by, distinct_persons, sex
+from accord.query.builders import (
+    age_between,
+    age_group,
+    cohort,
+    count_by,
+    count_persons,
+    distinct_persons,
+    has_condition,
+    has_drug,
+    sex,
+)
 from accord.query.model import Analysis
 from accord.query.scenarios import time_to_treatment
 from accord.trust.keys import load_identity
+from accord.vocab.concepts import HYPERTENSION
 from consortium import Running
 
 
@@ -180,3 +191,18 @@ def test_accord_query_names_every_problem_of_a_bad_query(running: Running, tmp_p
     assert "cohort.as_of: expected a date as YYYY-MM-DD" in message
     assert "variable.colour: unknown field" in message
     assert "edges[1]: 5.0 is not greater than the edge before it" in message
+
+
+def test_a_concept_no_member_knows_is_named_with_its_path(running: Running) -> None:
+    unknown = count_persons(
+        cohort(has_condition(HYPERTENSION), has_drug(2_100_000_001), as_of=running.as_of)
+    )
+    with Client(running.consortium.url, load_identity(running.layout.researcher_key)) as client:
+        result = client.run(unknown, timeout=60)
+    assert {m.status for m in result.members} == {"refused"}
+    for member in result.members:
+        assert member.reason is not None
+        assert (
+            "cohort.criteria[1].concepts.ids[0]: concept 2100000001 is not in this member's"
+            " vocabulary" in member.reason
+        )

@@ -30,8 +30,14 @@ from accord.node.config import DatabaseConfig, DisclosureConfig
 from accord.privacy.disclosure import SmallCellProfile
 from accord.quality.gate import serving_refusal
 from accord.query import CountPersons, GlmStep, query_from_json
-from accord.query.model import Analysis, Correlation, Histogram, Summary
-from accord.query.run import run_count, run_design, run_rows, run_values
+from accord.query.model import (
+    Analysis,
+    Correlation,
+    Histogram,
+    QueryValidationError,
+    Summary,
+)
+from accord.query.run import run_count, run_design, run_rows, run_values, unknown_concepts
 
 ALLOWED_ANALYSES = frozenset(node.TYPE for node in ANSWERS)
 MAX_CACHED_DESIGNS = 4
@@ -215,6 +221,11 @@ def execute(
         withheld = database.serving_refusal(connection)
         if withheld is not None:
             raise Refusal(withheld)
+        unknown = unknown_concepts(connection, query, schema=database.config.schema_)
+        if unknown:
+            raise Refusal(
+                f"analysis failed validation at the node: {QueryValidationError(unknown)}"
+            )
         data = database.read(query, connection)
     release = Release(profile_for(disclosure), patient_key)
     if secure:

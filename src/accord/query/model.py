@@ -96,6 +96,23 @@ class Node:
         """Checks across fields; ``values`` holds only the fields that are valid alone."""
         return []
 
+    def concept_ids(self, path: str = "") -> list[tuple[str, int]]:
+        """Every concept id in this tree with its JSON path, so a member can name each
+        one its vocabulary lacks: ``("cohort.criteria[0].concepts.ids[1]", 201826)``."""
+        found: list[tuple[str, int]] = []
+        for f in fields(cast(Any, self)):
+            value, here = getattr(self, f.name), at(path, f.name)
+            kind = _kind(f.metadata)
+            if isinstance(kind, ConceptIds):
+                found += [(f"{here}[{i}]", c) for i, c in enumerate(value)]
+            elif isinstance(value, Node):
+                found += value.concept_ids(here)
+            elif isinstance(value, tuple):
+                for i, item in enumerate(value):
+                    if isinstance(item, Node):
+                        found += item.concept_ids(f"{here}[{i}]")
+        return found
+
     def to_json(self) -> dict[str, Any]:
         """This node as JSON-ready data, every field spelled out (defaults included)."""
         encoded: dict[str, Any] = {"type": self.TYPE}

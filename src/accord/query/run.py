@@ -89,6 +89,29 @@ def run_design(
     return design, values[:, 0]
 
 
+def unknown_concepts(
+    connection: Connection, query: Analysis, *, schema: str | None = None
+) -> list[str]:
+    """A problem for each concept id of ``query`` that the member's vocabulary (its
+    ``concept`` table) lacks, with its path in the query's JSON."""
+    wanted = query.concept_ids()
+    ids = sorted({c for _, c in wanted})
+    if not ids:
+        return []
+    table = f'"{schema}".concept' if schema else "concept"
+    # The ids are validated ints (positive, 32-bit), so they are written as numbers.
+    sql = f"SELECT concept_id FROM {table} WHERE concept_id IN ({', '.join(map(str, ids))})"
+    try:
+        known = {int(row[0]) for row in connection.execute(sql).fetchall()}
+    except _database_errors() as error:
+        raise DataError(f"cannot read the member's vocabulary: {error}") from None
+    return [
+        f"{path}: concept {c} is not in this member's vocabulary"
+        for path, c in wanted
+        if c not in known
+    ]
+
+
 def _width(query: Analysis) -> int:
     variables = getattr(query, "variables", None) or getattr(query, "by", None)
     if variables is not None:
@@ -108,4 +131,13 @@ def _database_errors() -> tuple[type[Exception], ...]:
         pass
     else:
         errors.append(psycopg.Error)
+    try:
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+    except ImportError:
+        pass
+    else:
+        # pyspark raises its own errors, and py4j's for a failure in Spark's JVM that
+        # pyspark does not translate (a job failing on a file it cannot read).
+        errors += [PySparkException, Py4JError]
     return tuple(errors)
