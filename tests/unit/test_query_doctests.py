@@ -12,6 +12,7 @@ MODULES = [
     "accord.query.builders",
     "accord.query.engines",
     "accord.privacy.disclosure",
+    "accord.privacy.models",
 ]
 
 
