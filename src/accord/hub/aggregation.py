@@ -27,6 +27,7 @@ from accord.privacy.disclosure import (
     combine_total,
 )
 from accord.privacy.tables import check_released_value
+from accord.query.model import Summary as SummaryQuery
 from accord.query.model import Variable
 
 MAX_REASON_CHARS = 500
@@ -240,7 +241,7 @@ def _secure_histogram(
 def _secure_summary(
     analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
 ) -> dict[str, Any]:
-    moments = stats.Moments.from_vector(total[:3], [_summary_shift(analysis)])
+    moments = stats.Moments.from_vector(total[:3], [SummaryQuery.from_json(analysis).shift])
     if 0 < moments.n < profile.threshold + 1:
         return {"withheld": "the summary covers too few persons for the members' rules"}
     part = stats.HistogramPart.from_vector(total[3:], analysis["edges"])
@@ -302,7 +303,7 @@ def check_summary(
     analysis: dict[str, Any], result: dict[str, Any], profile: SmallCellProfile
 ) -> dict[str, Any]:
     moments = tables.check_released_moments(profile, result["moments"])
-    if moments.k != 1 or moments.shift != (_summary_shift(analysis),):
+    if moments.k != 1 or moments.shift != (SummaryQuery.from_json(analysis).shift,):
         raise ValueError("a summary's moments are not of one variable around the agreed shift")
     checked = check_histogram(analysis, result, profile)
     return {"moments": moments.to_json(), **checked}
@@ -352,11 +353,6 @@ def _correlation(analysis: dict[str, Any], moments: stats.Moments) -> dict[str, 
 
 def _labels(variables: list[dict[str, Any]]) -> list[str]:
     return [Variable.from_json(v).label for v in variables]
-
-
-def _summary_shift(analysis: dict[str, Any]) -> float:
-    edges = analysis["edges"]
-    return (float(edges[0]) + float(edges[-1])) / 2
 
 
 FIELDS: Mapping[str, frozenset[str]] = {

@@ -103,7 +103,7 @@ def summary(query: Summary, values: NDArray[np.float64], release: Release) -> di
     """The variable's moments (around the middle of the edges, the shift every member
     uses) and its histogram, if the member's rules allow both."""
     known = values[~np.isnan(values[:, 0])]
-    moments = stats.local_moments(known, shift=[summary_shift(query)])
+    moments = stats.local_moments(known, shift=[query.shift])
     _refuse_moments(release, moments, known)
     part = stats.local_histogram(values[:, 0], query.edges)
     released = tables.release_histogram(release.profile, part)
@@ -118,12 +118,6 @@ def correlation(
     moments = stats.local_moments(known)
     _refuse_moments(release, moments, known)
     return {"moments": moments.to_json()}
-
-
-def summary_shift(query: Summary) -> float:
-    """The shift a summary's moments are taken around: the middle of its edges, which
-    every member knows before reading data, so sums of squares do not cancel."""
-    return (query.edges[0] + query.edges[-1]) / 2
 
 
 def _refuse_moments(release: Release, moments: stats.Moments, rows: NDArray[np.float64]) -> None:
@@ -181,9 +175,7 @@ def distinct_persons(
             "counting distinct patients"
         )
     ids = [
-        row[0]
-        for row in rows
-        if isinstance(row[0], str) and distinct.normalise_national_id(row[0])
+        row[0] for row in rows if isinstance(row[0], str) and distinct.normalise_national_id(row[0])
     ]
     if 0 < len(rows) < release.profile.threshold:
         raise Refusal(f"the cohort holds fewer than {release.profile.threshold} persons here")
@@ -233,7 +225,7 @@ def _summary_vector(
 ) -> NDArray[np.float64]:
     summary(query, values, release)  # the member's own rules still decide if it joins
     known = values[~np.isnan(values[:, 0])]
-    moments = stats.local_moments(known, shift=[summary_shift(query)])
+    moments = stats.local_moments(known, shift=[query.shift])
     part = stats.local_histogram(values[:, 0], query.edges)
     return np.concatenate([moments.to_vector(), part.to_vector()])
 

@@ -764,6 +764,12 @@ class Summary(Node):
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
         return _edges_increase(values, path)
 
+    @property
+    def shift(self) -> float:
+        """What the moments are taken around: the middle of the edges, which every
+        member knows before reading data, so sums of squares do not cancel."""
+        return (self.edges[0] + self.edges[-1]) / 2
+
 
 @dataclass(frozen=True)
 class Correlation(Node):
