@@ -35,7 +35,7 @@ unit: $(BIN)/accord  ## only the fast unit tests
 bench: $(BIN)/accord  ## run every benchmark and print their figures
 	bash benchmarks/run_all.sh
 
-system-deps:  ## install the services the tests start themselves (PostgreSQL, Chromium)
+system-deps:  ## install the services the tests start themselves (PostgreSQL, Chromium, Java for Spark)
 	bash scripts/system-deps.sh
 
 clean:

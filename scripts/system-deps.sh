@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real services the test suite starts by itself, when they are missing:
-# PostgreSQL server binaries (initdb, pg_ctl) and Chromium (/usr/bin/chromium, driven by
-# Playwright to look at the HTML quality reports). Debian packages, installed as root.
+# PostgreSQL server binaries (initdb, pg_ctl), Chromium (/usr/bin/chromium, driven by
+# Playwright to look at the HTML quality reports) and a Java runtime for Spark (pyspark
+# starts Spark in local mode in the tests' process). Debian packages, installed as root.
 set -euo pipefail
 
 have_postgres() {
@@ -13,9 +14,14 @@ have_chromium() {
   [ -x /usr/bin/chromium ]
 }
 
+have_java() {
+  command -v java >/dev/null 2>&1
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
 have_chromium || missing+=(chromium)
+have_java || missing+=(openjdk-17-jre-headless)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

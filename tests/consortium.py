@@ -26,10 +26,12 @@ class Running:
         return self.manifest.as_of
 
 
-def start_consortium(root: Path, *, persons: int = PERSONS) -> Iterator[Running]:
+def start_consortium(
+    root: Path, *, persons: int = PERSONS, members: int = MEMBERS
+) -> Iterator[Running]:
     port = free_port()
     manifest = prepare(
-        root, members=MEMBERS, persons=persons, seed=11, hub_url=f"http://127.0.0.1:{port}"
+        root, members=members, persons=persons, seed=11, hub_url=f"http://127.0.0.1:{port}"
     )
     consortium = Consortium(DemoLayout(root), "127.0.0.1", port)
     try:

@@ -196,8 +196,16 @@ class Client:
         members: list[dict[str, Any]] = body["members"]
         return members
 
-    def submit(self, analysis: Analysis, members: list[str] | None = None) -> str:
-        payload = {"analysis": analysis.to_json(), "members": members}
+    def submit(
+        self,
+        analysis: Analysis,
+        members: list[str] | None = None,
+        *,
+        disclosure: str = protocol.PER_MEMBER,
+    ) -> str:
+        """Send ``analysis`` to the members; ``disclosure`` is ``"per_member"`` (each member
+        releases its own result) or ``"secure_sum"`` (the hub learns only the total)."""
+        payload = {"analysis": analysis.to_json(), "members": members, "disclosure": disclosure}
         body = self._request(
             "POST", f"{protocol.API_PREFIX}/tasks", json=self._signed(protocol.TASK_CREATE, payload)
         )
@@ -241,8 +249,10 @@ class Client:
         *,
         timeout: float = 120.0,
         on_update: Progress | None = None,
+        disclosure: str = protocol.PER_MEMBER,
     ) -> TaskResult:
-        return self.wait(self.submit(analysis, members), timeout=timeout, on_update=on_update)
+        task_id = self.submit(analysis, members, disclosure=disclosure)
+        return self.wait(task_id, timeout=timeout, on_update=on_update)
 
     def fit_glm(
         self,
@@ -253,17 +263,35 @@ class Client:
         timeout: float = 120.0,
         max_iter: int = 25,
         on_update: Progress | None = None,
+        disclosure: str = protocol.PER_MEMBER,
     ) -> GlmFit:
         """Fit ``model`` over the members by federated Newton-Raphson; equals the pooled fit.
 
         Each step is one task: every member returns its part at the current coefficients
         (through its disclosure step), and the parts' sum gives the next step. A member
         that refuses a step (its disclosure rules, its quality gate) stops the fit with
-        its reason, since a fit without it would not be the consortium's.
+        its reason, since a fit without it would not be the consortium's. With
+        ``disclosure="secure_sum"`` the hub sums the members' masked parts and the step
+        uses that sum alone; a member dropped from the sum stops the fit likewise.
         """
 
         def parts_for(beta: Any) -> list[GlmPart]:
-            task = self.run(model.with_beta(beta), members, timeout=timeout, on_update=on_update)
+            task = self.run(
+                model.with_beta(beta),
+                members,
+                timeout=timeout,
+                on_update=on_update,
+                disclosure=disclosure,
+            )
+            if disclosure == protocol.SECURE_SUM:
+                secure = task.summary.get("secure") or {}
+                dropped = "; ".join(
+                    f"{d['member']}: {d['reason']}" for d in secure.get("dropped", [])
+                )
+                if dropped or "part" not in secure:
+                    why = dropped or secure.get("withheld") or "the hub released no total"
+                    raise HubError(f"the model step was refused: {why}")
+                return [GlmPart.from_json(secure["part"])]
             refused = [m for m in task.members if m.status != "done" or m.result is None]
             if refused:
                 reasons = "; ".join(f"{m.member}: {m.reason}" for m in refused)

@@ -30,6 +30,44 @@ QUALITY_READ = "quality.read"
 # WebSocket close code for a refused node (4000-4999 is the application range).
 CLOSE_REFUSED = 4403
 
+# How a task's results are disclosed, chosen in TASK_CREATE's "disclosure" field.
+PER_MEMBER = "per_member"
+"""Each member releases its own result through its disclosure rules (the default)."""
+SECURE_SUM = "secure_sum"
+"""Members mask their raw sums (accord.trust.secagg); the hub learns only the total."""
+DISCLOSURE_MODES = (PER_MEMBER, SECURE_SUM)
+
+MIN_SECURE_MEMBERS = 3
+"""Fewest members in a secure round: with two, each learns the other's figure from the
+total, so the hub refuses such a task and a node refuses such a round."""
+
+SECURE_SCALE_BITS = 24
+"""Fractional bits of the fixed point secure sums are encoded in (the ring Z_{2^64}).
+
+A trade-off between precision and range, the same for every member. Rounding moves each
+value by at most 2^-25 (about 3e-8), so a summed model step differs from the exact one
+far below the fit's tolerance (the integration tests find coefficients within 1e-8
+of the per-member fit). The total must stay below 2^(63 - 24) = 2^39 (about 5.5e11) in
+magnitude, and each member's value below that divided by the round's size:
+``secagg.encode`` refuses anything larger rather than let it wrap. Counts fit with room to
+spare; a model's information matrix grows with persons times squared covariates (age
+squared over a million persons is about 1e10). More fractional bits would buy precision
+no fit needs at the cost of range a large member could reach; fewer would make model
+steps visibly inexact."""
+
+MAX_SECURE_VALUES = 8192
+"""Longest masked vector the hub accepts: a model with 21 coefficients needs 488 values,
+survival counts on the largest grid 603."""
+
+
+def secure_info(task_id: str, round_id: str, member: str) -> bytes:
+    """HPKE ``info`` binding a masked contribution to its task, round and member.
+
+    A contribution sealed for one round cannot be replayed into another round of the same
+    task, where its masks would not cancel (or, worse, would be combined with others).
+    """
+    return f"accord/secure/v1|task={task_id}|round={round_id}|member={member}".encode()
+
 
 def result_info(task_id: str, member: str) -> bytes:
     """HPKE ``info`` binding a result to its task and member.

@@ -8,7 +8,7 @@ the same hand-computed answers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -24,6 +24,17 @@ from accord.query import (
     has_measurement,
     sex_is,
 )
+from accord.query.builders import (
+    all_of,
+    any_of,
+    at_least_of,
+    entry,
+    has_observation,
+    has_procedure,
+    has_visit,
+    in_observation,
+)
+from accord.query.model import Entry
 from accord.query.scenarios import trial_recruitment
 from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
 from cdm_testing import (
@@ -34,7 +45,11 @@ from cdm_testing import (
     condition,
     drug,
     measurement,
+    observation,
+    observation_period,
     person,
+    procedure,
+    visit,
 )
 from reference_engine import reference_count
 
@@ -49,6 +64,15 @@ BETA_BLOCKER_INGREDIENT = 900_020  # an ingredient under ATC C07
 BETA_BLOCKER_TABLET = 900_021  # a clinical drug of that ingredient
 ACE_INHIBITOR = 900_030
 SYSTOLIC_BP = 900_040
+MM_HG = 900_050  # a unit
+KILOPASCAL = 900_051
+COLONOSCOPY = 900_060  # a procedure
+INPATIENT = 900_070  # kinds of visit
+OUTPATIENT = 900_071
+SMOKER = 900_080  # an observation
+CIGARETTES_PER_DAY = 900_081
+PER_DAY = 900_082  # a unit
+HOSPITAL_DISCHARGE = 900_090  # an entry event
 
 VOCABULARY = [
     ancestor(HYPERTENSION, HYPERTENSION_CHILD),
@@ -67,8 +91,34 @@ class Case:
     expected: int
 
 
-def count(*criteria: Criterion) -> CountPersons:
-    return count_persons(cohort(*criteria, as_of=AS_OF))
+def count(*criteria: Criterion, entering: Entry | None = None) -> CountPersons:
+    return count_persons(cohort(*criteria, as_of=AS_OF, entry=entering))
+
+
+def day(offset: int, of: date = AS_OF) -> date:
+    """The day ``offset`` days from ``of`` (by default from as_of)."""
+    return of + timedelta(days=offset)
+
+
+def persons(*ids: int) -> list[dict[str, object]]:
+    return [person(i, born=1970) for i in ids]
+
+
+# Observed from long before every date in these cases to long after.
+ALWAYS = date(2000, 1, 1), date(2040, 12, 31)
+# An index date for cases with an entry: a discharge in the middle of the year.
+DISCHARGED = date(2025, 6, 1)
+DISCHARGE = entry(has_condition(HOSPITAL_DISCHARGE))
+
+
+def observed(*ids: int) -> list[dict[str, object]]:
+    """An observation period for each person, from long before to long after."""
+    return [observation_period(i, *ALWAYS) for i in ids]
+
+
+def after(offset: int) -> date:
+    """The day ``offset`` days from the discharge (before it when negative)."""
+    return day(offset, DISCHARGED)
 
 
 CASES = {
@@ -284,6 +334,481 @@ CASES = {
         },
         count(~has_condition(DIABETES, at_least=2)),
         expected=2,
+    ),
+    # Windows, relative to as_of when there is no entry
+    "a window from day -30 to day -10 counts both edges and nothing outside them": Case(
+        {
+            "person": persons(1, 2, 3, 4, 5),
+            "condition_occurrence": [
+                condition(1, DIABETES, on=day(-31)),
+                condition(2, DIABETES, on=day(-30)),
+                condition(3, DIABETES, on=day(-10)),
+                condition(4, DIABETES, on=day(-9)),
+                condition(5, DIABETES, on=day(0)),
+            ],
+        },
+        count(has_condition(DIABETES, days=(-30, -10))),
+        expected=2,
+    ),
+    "a window open at its start counts every day up to its end": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                condition(1, DIABETES, on=day(-100)),
+                condition(2, DIABETES, on=day(-99)),
+                condition(3, DIABETES, on=date(1990, 1, 1)),
+            ],
+        },
+        count(has_condition(DIABETES, days=(None, -100))),
+        expected=2,
+    ),
+    "a window open at its end counts up to as_of and nothing after it": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [
+                condition(1, DIABETES, on=day(-10)),
+                condition(2, DIABETES, on=day(0)),
+                condition(3, DIABETES, on=day(5)),
+                condition(4, DIABETES, on=day(-11)),
+            ],
+        },
+        count(has_condition(DIABETES, days=(-10, None))),
+        expected=2,
+    ),
+    "without an entry a window after as_of finds nothing: later records never count": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                condition(1, DIABETES, on=day(1)),
+                condition(2, DIABETES, on=day(30)),
+                condition(3, DIABETES, on=day(0)),
+            ],
+        },
+        count(has_condition(DIABETES, days=(1, 30))),
+        expected=0,
+    ),
+    # Counts
+    "at least two and at most two is exactly two, later records aside": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [
+                condition(1, DIABETES),
+                *[condition(2, DIABETES, on=date(2020, m, 1)) for m in (1, 2)],
+                *[condition(3, DIABETES, on=date(2020, m, 1)) for m in (1, 2, 3)],
+                condition(4, DIABETES),
+                condition(4, DIABETES, on=LATER),
+            ],
+        },
+        count(has_condition(DIABETES, at_least=2, at_most=2)),
+        expected=1,
+    ),
+    "max_count 0 means no record in the window; records outside it do not matter": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [
+                condition(2, DIABETES, on=day(-100)),
+                condition(3, DIABETES, on=day(-400)),
+                condition(4, DIABETES, on=day(10)),
+            ],
+        },
+        count(has_condition(DIABETES, at_least=0, at_most=0, within_days=365)),
+        expected=3,
+    ),
+    "at most one (from 0) takes persons with none or one": Case(
+        {
+            "person": persons(1, 2, 3),
+            "drug_exposure": [
+                drug(2, ACE_INHIBITOR),
+                drug(3, ACE_INHIBITOR),
+                drug(3, ACE_INHIBITOR, on=date(2021, 1, 1)),
+            ],
+        },
+        count(has_drug(ACE_INHIBITOR, at_least=0, at_most=1)),
+        expected=2,
+    ),
+    "records are counted, not days: two on one day are two": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(1, DIABETES),
+                condition(1, DIABETES),
+                condition(2, DIABETES),
+            ],
+        },
+        count(has_condition(DIABETES, at_least=2)),
+        expected=1,
+    ),
+    # Procedures, visits, observations and units
+    "a procedure is looked for among procedures, not conditions": Case(
+        {
+            "person": persons(1, 2, 3),
+            "procedure_occurrence": [
+                procedure(1, COLONOSCOPY),
+                procedure(3, COLONOSCOPY, on=LATER),
+            ],
+            "condition_occurrence": [condition(2, COLONOSCOPY)],
+        },
+        count(has_procedure(COLONOSCOPY)),
+        expected=1,
+    ),
+    "two inpatient visits in the last year; the day before the year does not count": Case(
+        {
+            "person": persons(1, 2, 3),
+            "visit_occurrence": [
+                visit(1, INPATIENT, on=day(-364)),
+                visit(1, INPATIENT, on=day(0)),
+                visit(2, INPATIENT, on=day(-365)),
+                visit(2, INPATIENT, on=day(-10)),
+                visit(3, OUTPATIENT, on=day(-20)),
+                visit(3, OUTPATIENT, on=day(-10)),
+            ],
+        },
+        count(has_visit(INPATIENT, at_least=2, within_days=365)),
+        expected=1,
+    ),
+    "observation bounds are inclusive and need a value, in one of the units given": Case(
+        {
+            "person": persons(1, 2, 3, 4, 5),
+            "observation": [
+                observation(1, CIGARETTES_PER_DAY, 10, unit=PER_DAY),
+                observation(2, CIGARETTES_PER_DAY, 9.5, unit=PER_DAY),
+                observation(3, CIGARETTES_PER_DAY, 20),
+                observation(4, CIGARETTES_PER_DAY, None, unit=PER_DAY),
+            ],
+            "measurement": [measurement(5, CIGARETTES_PER_DAY, 20, unit=PER_DAY)],
+        },
+        count(has_observation(CIGARETTES_PER_DAY, min_value=10, units=[PER_DAY])),
+        expected=1,
+    ),
+    "an observation without bounds counts whatever its value": Case(
+        {"person": persons(1, 2), "observation": [observation(1, SMOKER)]},
+        count(has_observation(SMOKER)),
+        expected=1,
+    ),
+    "a measurement in any of the units given; one without a unit does not match": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "measurement": [
+                measurement(1, SYSTOLIC_BP, 120, unit=MM_HG),
+                measurement(2, SYSTOLIC_BP, 16, unit=KILOPASCAL),
+                measurement(3, SYSTOLIC_BP, 120),
+                measurement(4, SYSTOLIC_BP, 120, unit=PER_DAY),
+            ],
+        },
+        count(has_measurement(SYSTOLIC_BP, units=[MM_HG, KILOPASCAL])),
+        expected=2,
+    ),
+    "a measurement with no units asked for matches any unit or none": Case(
+        {
+            "person": persons(1, 2, 3),
+            "measurement": [
+                measurement(1, SYSTOLIC_BP, 120, unit=MM_HG),
+                measurement(2, SYSTOLIC_BP, 120),
+                measurement(3, SYSTOLIC_BP, 120, unit=PER_DAY),
+            ],
+        },
+        count(has_measurement(SYSTOLIC_BP)),
+        expected=3,
+    ),
+    # Observation periods
+    "observed at as_of with 365 days before it: a period starting that day is enough": Case(
+        {
+            "person": persons(1, 2, 3, 4, 5),
+            "observation_period": [
+                observation_period(1, day(-365), day(10)),
+                observation_period(2, day(-364), day(10)),
+                observation_period(3, day(-1000), day(-1)),
+                observation_period(5, day(-1000), day(-400)),
+                observation_period(5, day(-100), day(100)),
+            ],
+        },
+        count(in_observation(prior_days=365)),
+        expected=1,
+    ),
+    "observed at least 30 days after as_of: a period ending that day is enough": Case(
+        {
+            "person": persons(1, 2, 3),
+            "observation_period": [
+                observation_period(1, *ALWAYS),
+                observation_period(2, day(-10), day(30)),
+                observation_period(3, day(-10), day(29)),
+            ],
+        },
+        count(in_observation(post_days=30)),
+        expected=2,
+    ),
+    "in observation: as_of lies in a period, its first and last days included": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "observation_period": [
+                observation_period(1, day(0), day(0)),
+                observation_period(2, day(-10), day(0)),
+                observation_period(3, day(1), day(10)),
+            ],
+        },
+        count(in_observation()),
+        expected=2,
+    ),
+    # Combinations
+    "any of: one is enough": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [condition(1, DIABETES), condition(3, DIABETES)],
+            "drug_exposure": [drug(2, ACE_INHIBITOR), drug(3, ACE_INHIBITOR)],
+        },
+        count(any_of(has_condition(DIABETES), has_drug(ACE_INHIBITOR))),
+        expected=3,
+    ),
+    "all of: every one is needed": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [condition(1, DIABETES), condition(3, DIABETES)],
+            "drug_exposure": [drug(2, ACE_INHIBITOR), drug(3, ACE_INHIBITOR)],
+        },
+        count(all_of(has_condition(DIABETES), has_drug(ACE_INHIBITOR))),
+        expected=1,
+    ),
+    "all of nothing is everyone": Case(
+        {"person": persons(1, 2, 3)},
+        count(all_of()),
+        expected=3,
+    ),
+    "at least two of three": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [condition(i, DIABETES) for i in (2, 3, 4)],
+            "drug_exposure": [drug(i, ACE_INHIBITOR) for i in (3, 4)],
+            "procedure_occurrence": [procedure(4, COLONOSCOPY)],
+        },
+        count(
+            at_least_of(
+                2, has_condition(DIABETES), has_drug(ACE_INHIBITOR), has_procedure(COLONOSCOPY)
+            )
+        ),
+        expected=2,
+    ),
+    "at least one of two negations: everyone but those with both": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [condition(1, DIABETES), condition(2, DIABETES)],
+            "drug_exposure": [drug(1, ACE_INHIBITOR)],
+        },
+        count(at_least_of(1, ~has_condition(DIABETES), ~has_drug(ACE_INHIBITOR))),
+        expected=2,
+    ),
+    # Entry: each person's index date is their first entry event
+    "with an entry only persons with an entry event on or before as_of are counted": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                condition(1, HOSPITAL_DISCHARGE, on=DISCHARGED),
+                condition(3, HOSPITAL_DISCHARGE, on=LATER),
+            ],
+            "observation_period": observed(1, 2, 3),
+        },
+        count(entering=DISCHARGE),
+        expected=1,
+    ),
+    "the first entry event is the index date": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=on)
+                for i in (1, 2)
+                for on in (DISCHARGED, after(100))
+            ],
+            "drug_exposure": [
+                drug(1, ACE_INHIBITOR, on=DISCHARGED),
+                drug(2, ACE_INHIBITOR, on=after(100)),
+            ],
+            "observation_period": observed(1, 2),
+        },
+        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
+        expected=1,
+    ),
+    "the index date is the first event of any of the entry's kinds": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
+            ],
+            "procedure_occurrence": [procedure(i, COLONOSCOPY, on=after(-10)) for i in (1, 2)],
+            "drug_exposure": [
+                drug(1, ACE_INHIBITOR, on=after(-10)),
+                drug(2, ACE_INHIBITOR, on=DISCHARGED),
+            ],
+            "observation_period": observed(1, 2),
+        },
+        count(
+            has_drug(ACE_INHIBITOR, days=(0, 0)),
+            entering=entry(has_condition(HOSPITAL_DISCHARGE), has_procedure(COLONOSCOPY)),
+        ),
+        expected=1,
+    ),
+    "an entry event outside every observation period is passed over for a later one": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                condition(1, HOSPITAL_DISCHARGE, on=date(2024, 1, 1)),
+                condition(1, HOSPITAL_DISCHARGE, on=DISCHARGED),
+                condition(2, HOSPITAL_DISCHARGE, on=date(2024, 1, 1)),
+                condition(3, HOSPITAL_DISCHARGE, on=DISCHARGED),
+            ],
+            "drug_exposure": [drug(i, ACE_INHIBITOR, on=DISCHARGED) for i in (1, 2, 3)],
+            "observation_period": [
+                observation_period(1, date(2025, 1, 1), ALWAYS[1]),
+                observation_period(2, date(2025, 1, 1), ALWAYS[1]),
+            ],
+        },
+        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
+        expected=1,
+    ),
+    "an entry event after as_of is passed over, even in an observation period": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(1, HOSPITAL_DISCHARGE, on=LATER),
+                condition(2, HOSPITAL_DISCHARGE, on=LATER),
+                condition(2, HOSPITAL_DISCHARGE, on=DISCHARGED),
+            ],
+            "drug_exposure": [drug(2, ACE_INHIBITOR, on=DISCHARGED)],
+            "observation_period": observed(1, 2),
+        },
+        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
+        expected=1,
+    ),
+    "prior_days: a period starting 365 days before the entry event is enough, 364 not": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
+            ],
+            "observation_period": [
+                observation_period(1, after(-365), ALWAYS[1]),
+                observation_period(2, after(-364), ALWAYS[1]),
+            ],
+        },
+        count(entering=entry(has_condition(HOSPITAL_DISCHARGE), prior_days=365)),
+        expected=1,
+    ),
+    "post_days: a period ending 365 days after the entry event is enough, past as_of too": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
+            ],
+            "observation_period": [
+                observation_period(1, ALWAYS[0], after(365)),
+                observation_period(2, ALWAYS[0], after(364)),
+            ],
+        },
+        count(entering=entry(has_condition(HOSPITAL_DISCHARGE), post_days=365)),
+        expected=1,
+    ),
+    "entry on a measurement in range: none out of range or without a value": Case(
+        {
+            "person": persons(1, 2, 3),
+            "measurement": [
+                measurement(1, SYSTOLIC_BP, 150, on=DISCHARGED),
+                measurement(2, SYSTOLIC_BP, 130, on=DISCHARGED),
+                measurement(3, SYSTOLIC_BP, None, on=DISCHARGED),
+            ],
+            "observation_period": observed(1, 2, 3),
+        },
+        count(entering=entry(has_measurement(SYSTOLIC_BP, min_value=140))),
+        expected=1,
+    ),
+    "age is taken at the index date, not at as_of": Case(
+        {
+            # 50 when discharged in 2010 (65 at as_of); 35 then (50 at as_of).
+            "person": [person(1, born=1960), person(2, born=1975)],
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=date(2010, 6, 1)) for i in (1, 2)
+            ],
+            "observation_period": observed(1, 2),
+        },
+        count(age_between(45, 55), entering=DISCHARGE),
+        expected=1,
+    ),
+    "a window before the index date counts from it: the month before the discharge": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3)
+            ],
+            "drug_exposure": [
+                drug(1, ACE_INHIBITOR, on=after(-30)),
+                drug(2, ACE_INHIBITOR, on=after(0)),
+                drug(3, ACE_INHIBITOR, on=after(-31)),
+            ],
+            "observation_period": observed(1, 2, 3),
+        },
+        count(has_drug(ACE_INHIBITOR, days=(-30, -1)), entering=DISCHARGE),
+        expected=1,
+    ),
+    "a window after the index date, days 1 to 30: the index date itself is not in it": Case(
+        {
+            "person": persons(1, 2, 3, 4),
+            "condition_occurrence": [
+                *[condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3, 4)],
+                condition(1, DIABETES, on=after(1)),
+                condition(2, DIABETES, on=after(0)),
+                condition(3, DIABETES, on=after(30)),
+                condition(4, DIABETES, on=after(31)),
+            ],
+            "observation_period": observed(1, 2, 3, 4),
+        },
+        count(has_condition(DIABETES, days=(1, 30)), entering=DISCHARGE),
+        expected=2,
+    ),
+    "records after as_of never count, even inside a window after the index date": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                *[condition(i, HOSPITAL_DISCHARGE, on=day(-10)) for i in (1, 2)],
+                condition(1, DIABETES, on=day(5)),
+                condition(2, DIABETES, on=day(-5)),
+            ],
+            "observation_period": observed(1, 2),
+        },
+        count(has_condition(DIABETES, days=(1, 30)), entering=DISCHARGE),
+        expected=1,
+    ),
+    "no diabetes in the year after entry (max_count 0); diabetes before it does not matter": Case(
+        {
+            "person": persons(1, 2, 3),
+            "condition_occurrence": [
+                *[condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3)],
+                condition(1, DIABETES, on=after(-10)),
+                condition(2, DIABETES, on=after(10)),
+            ],
+            "observation_period": observed(1, 2, 3),
+        },
+        count(has_condition(DIABETES, at_least=0, at_most=0, days=(1, 365)), entering=DISCHARGE),
+        expected=2,
+    ),
+    "observed 100 days after the index date, not after as_of": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [
+                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
+            ],
+            "observation_period": [
+                observation_period(1, date(2025, 1, 1), after(100)),
+                observation_period(2, date(2025, 1, 1), after(99)),
+            ],
+        },
+        count(in_observation(post_days=100), entering=DISCHARGE),
+        expected=1,
+    ),
+    "a person who never entered is not counted, whatever a negation says": Case(
+        {
+            "person": persons(1, 2),
+            "condition_occurrence": [condition(2, HOSPITAL_DISCHARGE, on=DISCHARGED)],
+            "observation_period": observed(1, 2),
+        },
+        count(~has_condition(DIABETES), entering=DISCHARGE),
+        expected=1,
     ),
 }
 

@@ -202,6 +202,11 @@ def member_database(
         from accord.node.config import load_node_config
 
         database = load_node_config(node).database
+        if database.engine == "spark":
+            raise DataError(
+                "the quality gate does not run on Spark databases yet, so this member's "
+                "node serves no analyses from its Spark CDM"
+            )
         db = database.path if database.engine == "duckdb" else database.dsn
         schema = database.schema_
     assert db is not None

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from accord import protocol
 from accord.analysis.glm import GlmFit
 from accord.client import Client, TaskResult
 from accord.frames import CONSORTIUM
@@ -17,7 +18,12 @@ from accord.query import Analysis
 
 
 def run_with_progress(
-    client: Client, analysis: Analysis, members: list[str] | None, *, timeout: float
+    client: Client,
+    analysis: Analysis,
+    members: list[str] | None,
+    *,
+    timeout: float,
+    disclosure: str = protocol.PER_MEMBER,
 ) -> TaskResult:
     """Submit and follow a task, one bar tracking how many members have answered."""
     with Progress(
@@ -36,7 +42,9 @@ def run_with_progress(
             label = f"waiting for {', '.join(waiting)}" if waiting else "all members answered"
             progress.update(bar, total=len(result.members), completed=answered, description=label)
 
-        return client.run(analysis, members, timeout=timeout, on_update=update)
+        return client.run(
+            analysis, members, timeout=timeout, on_update=update, disclosure=disclosure
+        )
 
 
 def result_table(
@@ -63,6 +71,31 @@ def result_table(
         table.add_row(
             "[bold]total[/]", *blank, f"[bold]{result.total.display}[/]", result.total.rule
         )
+    return table
+
+
+def secure_table(result: TaskResult, *, title: str = "Secure sum") -> Table:
+    """Who a secure sum's total covers and who was dropped and why, then the total of a
+    count, or why nothing was released; no member's own figure exists to show."""
+    secure = result.summary.get("secure") or {}
+    table = Table(title=title, title_justify="left")
+    table.add_column("member")
+    table.add_column("kind")
+    table.add_column("in the total")
+    for m in result.members:
+        if m.status == "done":
+            table.add_row(m.member, m.kind or "", "yes")
+        else:
+            table.add_row(m.member, m.kind or "", f"[red]{m.status}[/] {m.reason or ''}")
+    if result.total is not None:
+        table.add_section()
+        table.add_row("[bold]total[/]", "", f"[bold]{result.total.display}[/] {result.total.rule}")
+    rounds = secure.get("rounds", 0)
+    caption = f"{rounds} round{'' if rounds == 1 else 's'}; the hub saw masked vectors only"
+    if secure.get("withheld"):
+        caption = f"no total: {secure['withheld']} ({caption})"
+    table.caption = caption
+    table.caption_justify = "left"
     return table
 
 

@@ -7,12 +7,14 @@ import json
 import signal
 import socket
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from accord import protocol
 from accord.errors import ConfigError, NetworkError
 
 console = Console()
@@ -20,6 +22,17 @@ err = Console(stderr=True)
 
 hub_app = typer.Typer(help="Run and administer the hub.", no_args_is_help=True)
 node_app = typer.Typer(help="Run a member's node.", no_args_is_help=True)
+
+
+class Disclosure(StrEnum):
+    """How a query's results are disclosed, as the command line spells it."""
+
+    PER_MEMBER = "per-member"
+    SECURE_SUM = "secure-sum"
+
+    @property
+    def protocol_value(self) -> str:
+        return protocol.SECURE_SUM if self is Disclosure.SECURE_SUM else protocol.PER_MEMBER
 
 
 @hub_app.command("init")
@@ -180,10 +193,23 @@ def query(
     tls_ca: Annotated[
         Path | None, typer.Option(help="PEM certificates to trust for the hub")
     ] = None,
+    disclosure: Annotated[
+        Disclosure,
+        typer.Option(
+            help="per-member: each member releases its own figure; secure-sum: members "
+            "mask their sums so the hub learns only the total (3 members or more)"
+        ),
+    ] = Disclosure.PER_MEMBER,
 ) -> None:
     """Send an analysis to the consortium and print each member's disclosed result and the
     consortium's. An ATLAS (Circe) cohort definition is imported and counted."""
-    from accord.cli.render import coefficient_table, frame_table, result_table, run_with_progress
+    from accord.cli.render import (
+        coefficient_table,
+        frame_table,
+        result_table,
+        run_with_progress,
+        secure_table,
+    )
     from accord.client import Client
     from accord.query import GlmStep, query_from_json
     from accord.query.atlas import cohort_from_atlas
@@ -209,13 +235,18 @@ def query(
         analysis = query_from_json(document)
     chosen = [m.strip() for m in members.split(",") if m.strip()] if members else None
     with Client.from_key_file(hub, key, tls_ca=tls_ca) as client:
+        mode = disclosure.protocol_value
         if isinstance(analysis, GlmStep):
             with err.status("fitting the model, one Newton step per round"):
-                fitted = client.fit_glm(analysis, chosen, timeout=timeout)
+                fitted = client.fit_glm(analysis, chosen, timeout=timeout, disclosure=mode)
             console.print(coefficient_table(fitted, title=f"Federated {analysis.family} model"))
             return
-        result = run_with_progress(client, analysis, chosen, timeout=timeout)
-    if result.analysis == "count_persons":
+        result = run_with_progress(client, analysis, chosen, timeout=timeout, disclosure=mode)
+    if mode == protocol.SECURE_SUM:
+        console.print(secure_table(result))
+        if result.analysis != "count_persons" and "withheld" not in result.summary["secure"]:
+            console.print(frame_table(result))
+    elif result.analysis == "count_persons":
         console.print(result_table(result))
     else:
         console.print(frame_table(result))

@@ -51,7 +51,19 @@ def accept_result(analysis: dict[str, Any], result: object) -> dict[str, Any]:
         raise ValueError(f"the hub cannot check {kind} results")
     fields = {"analysis", "profile", *FIELDS[str(kind)]}
     if set(result) != fields:
-        raise ValueError(f"a {kind} result has exactly the fields {', '.join(sorted(fields))}")
+        extra = sorted(map(str, set(result) - fields))
+        missing = sorted(fields - set(result))
+        wrong = "; ".join(
+            part
+            for part in (
+                f"unexpected {', '.join(extra)}" if extra else "",
+                f"missing {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
+        raise ValueError(
+            f"a {kind} result has exactly the fields {', '.join(sorted(fields))} ({wrong})"
+        )
     profile = SmallCellProfile.from_json(result["profile"])
     try:
         checked = check(analysis, result, profile)

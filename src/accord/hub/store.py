@@ -1,4 +1,4 @@
-"""The hub's state: member registry, tasks and per-member assignments.
+"""The hub's state: member registry, tasks, per-member assignments and secure rounds.
 
 Kept in SQLAlchemy so the same code runs on SQLite (the embedded default) and PostgreSQL
 (a real deployment). The schema is owned by Alembic migrations in ``hub/migrations``;
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +18,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ForeignKey, String, Text, create_engine, event, select
+from sqlalchemy import ForeignKey, Integer, String, Text, create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from accord.errors import HubError
+from accord.protocol import PER_MEMBER, SECURE_SUM
 from accord.trust.keys import PublicIdentity
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,6 +64,9 @@ class Task(Base):
     analysis: Mapped[str] = mapped_column(Text)
     analysis_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
+    disclosure: Mapped[str] = mapped_column(String(16), default=PER_MEMBER)
+    combined: Mapped[str | None] = mapped_column(Text)
+    """A secure sum's outcome once its last round ends: the released total, or why none."""
 
 
 class Assignment(Base):
@@ -76,6 +80,22 @@ class Assignment(Base):
     result: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[str] = mapped_column(String(40))
+
+
+class SecureRound(Base):
+    """One round of a secure sum: its id (never reused) and the members whose masked
+    vectors it sums. The vectors themselves are never stored (the hub keeps them in
+    memory until the round ends)."""
+
+    __tablename__ = "secure_rounds"
+
+    round_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    members: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[str] = mapped_column(String(40))
+    ended_at: Mapped[str | None] = mapped_column(String(40))
 
 
 class MemberQuality(Base):
@@ -95,6 +115,16 @@ OPEN = "open"
 DONE = "done"
 PENDING = "pending"
 REFUSED = "refused"
+DELIVERED = "delivered"
+"""A member's masked vector reached the hub; it counts once the round completes."""
+CANCELLED = "cancelled"
+"""A secure sum ended without a total before this member's contribution could count."""
+
+# How a secure round ended.
+ROUND_OPEN = "open"
+ROUND_COMPLETE = "complete"
+ROUND_REPEATED = "repeated"
+ROUND_FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,15 @@ class AssignmentView:
 
 
 @dataclass(frozen=True)
+class RoundView:
+    round_id: str
+    task_id: str
+    seq: int
+    members: tuple[str, ...]
+    status: str
+
+
+@dataclass(frozen=True)
 class TaskView:
     id: str
     created_by: str
@@ -114,6 +153,12 @@ class TaskView:
     status: str
     analysis: dict[str, Any]
     assignments: tuple[AssignmentView, ...]
+    disclosure: str = PER_MEMBER
+    combined: dict[str, Any] | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.disclosure == SECURE_SUM
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,6 +166,7 @@ class TaskView:
             "created_by": self.created_by,
             "created_at": self.created_at,
             "status": self.status,
+            "disclosure": self.disclosure,
             "analysis": self.analysis,
             "assignments": [
                 {
@@ -133,6 +179,16 @@ class TaskView:
                 for a in self.assignments
             ],
         }
+
+
+def _round_view(row: SecureRound) -> RoundView:
+    return RoundView(
+        round_id=row.round_id,
+        task_id=row.task_id,
+        seq=row.seq,
+        members=tuple(json.loads(row.members)),
+        status=row.status,
+    )
 
 
 def migrate(url: str) -> None:
@@ -234,7 +290,13 @@ class HubStore:
     # -- tasks ------------------------------------------------------------------------
 
     def create_task(
-        self, *, created_by: str, analysis: dict[str, Any], sha256: str, members: list[str]
+        self,
+        *,
+        created_by: str,
+        analysis: dict[str, Any],
+        sha256: str,
+        members: list[str],
+        disclosure: str = PER_MEMBER,
     ) -> str:
         known = {m.id for m in self.members()}
         unknown = sorted(set(members) - known)
@@ -254,6 +316,7 @@ class HubStore:
                     analysis=json.dumps(analysis, sort_keys=True),
                     analysis_sha256=sha256,
                     status=OPEN,
+                    disclosure=disclosure,
                 )
             )
             session.flush()
@@ -324,6 +387,8 @@ class HubStore:
                 created_by=task.created_by,
                 created_at=task.created_at,
                 status=task.status,
+                disclosure=task.disclosure,
+                combined=json.loads(task.combined) if task.combined else None,
                 analysis=json.loads(task.analysis),
                 assignments=tuple(
                     AssignmentView(
@@ -336,6 +401,155 @@ class HubStore:
                     for a, kind in rows
                 ),
             )
+
+    # -- secure sums ------------------------------------------------------------------
+
+    def start_round(
+        self,
+        task_id: str,
+        round_id: str,
+        members: list[str],
+        *,
+        dropped: Mapping[str, str],
+        previous: str | None = None,
+    ) -> None:
+        """Begin a round of ``task_id``'s secure sum, in one transaction: the ``previous``
+        round (if any) ends as repeated, each ``dropped`` member's assignment is refused
+        with its reason, and every member of the new round owes a contribution again."""
+        now = _now()
+        with self._session() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.disclosure != SECURE_SUM:
+                raise HubError(f"task {task_id} is not a secure sum")
+            if previous is not None:
+                self._end_round(session, previous, ROUND_REPEATED, now)
+            self._drop(session, task_id, dropped, now)
+            seq = session.scalar(
+                select(func.count()).select_from(SecureRound).where(SecureRound.task_id == task_id)
+            )
+            session.add(
+                SecureRound(
+                    round_id=round_id,
+                    task_id=task_id,
+                    seq=int(seq or 0) + 1,
+                    members=json.dumps(sorted(members)),
+                    status=ROUND_OPEN,
+                    started_at=now,
+                )
+            )
+            for member in members:
+                assignment = self._assignment(session, task_id, member)
+                assignment.status = PENDING
+                assignment.result = None
+                assignment.reason = None
+                assignment.updated_at = now
+
+    def mark_delivered(self, task_id: str, member_id: str) -> bool:
+        """A member's masked vector for the open round arrived; False if it owed none."""
+        with self._session() as session:
+            assignment = self._assignment(session, task_id, member_id)
+            if assignment.status != PENDING:
+                return False
+            assignment.status = DELIVERED
+            assignment.updated_at = _now()
+            return True
+
+    def end_secure(
+        self,
+        task_id: str,
+        *,
+        round_id: str | None,
+        combined: dict[str, Any],
+        results: Mapping[str, dict[str, Any]],
+        dropped: Mapping[str, str],
+    ) -> None:
+        """End a secure sum, in one transaction: its last round (if any) completes when
+        ``results`` are given and fails otherwise; ``dropped`` members are refused, those
+        with a result are done, anyone else still in it is cancelled; the task is done
+        with ``combined`` as its outcome."""
+        now = _now()
+        with self._session() as session:
+            task = session.get(Task, task_id)
+            if task is None or task.disclosure != SECURE_SUM:
+                raise HubError(f"task {task_id} is not a secure sum")
+            if round_id is not None:
+                self._end_round(session, round_id, ROUND_COMPLETE if results else ROUND_FAILED, now)
+            self._drop(session, task_id, dropped, now)
+            for assignment in session.scalars(
+                select(Assignment).where(
+                    Assignment.task_id == task_id,
+                    Assignment.status.in_((PENDING, DELIVERED)),
+                )
+            ):
+                result = results.get(assignment.member_id)
+                assignment.status = DONE if result is not None else CANCELLED
+                assignment.result = json.dumps(result) if result is not None else None
+                assignment.reason = (
+                    None if result is not None else str(combined.get("withheld", ""))[:500] or None
+                )
+                assignment.updated_at = now
+            task.combined = json.dumps(combined)
+            task.status = DONE
+
+    def rounds(self, task_id: str) -> list[RoundView]:
+        """A secure sum's rounds, first to last."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(SecureRound).where(SecureRound.task_id == task_id).order_by(SecureRound.seq)
+            )
+            return [_round_view(row) for row in rows]
+
+    def open_round(self, task_id: str) -> RoundView | None:
+        """The round of ``task_id`` still collecting contributions, if any."""
+        with self._session() as session:
+            row = session.scalars(
+                select(SecureRound).where(
+                    SecureRound.task_id == task_id, SecureRound.status == ROUND_OPEN
+                )
+            ).first()
+            return _round_view(row) if row is not None else None
+
+    def open_rounds(self) -> list[RoundView]:
+        """Every round still collecting contributions, oldest first."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(SecureRound)
+                .where(SecureRound.status == ROUND_OPEN)
+                .order_by(SecureRound.started_at)
+            )
+            return [_round_view(row) for row in rows]
+
+    def reopen_delivered(self) -> int:
+        """Make every delivered contribution owed again: a restarted hub lost the masked
+        vectors it held in memory, and members resend them for the same round."""
+        with self._session() as session:
+            rows = list(session.scalars(select(Assignment).where(Assignment.status == DELIVERED)))
+            for assignment in rows:
+                assignment.status = PENDING
+            return len(rows)
+
+    @staticmethod
+    def _assignment(session: Session, task_id: str, member_id: str) -> Assignment:
+        assignment = session.get(Assignment, (task_id, member_id))
+        if assignment is None:
+            raise HubError(f"member {member_id!r} has no assignment for task {task_id}")
+        return assignment
+
+    @staticmethod
+    def _end_round(session: Session, round_id: str, status: str, now: str) -> None:
+        row = session.get(SecureRound, round_id)
+        if row is None or row.status != ROUND_OPEN:
+            raise HubError(f"secure round {round_id} is not open")
+        row.status = status
+        row.ended_at = now
+
+    def _drop(self, session: Session, task_id: str, dropped: Mapping[str, str], now: str) -> None:
+        for member, reason in dropped.items():
+            assignment = self._assignment(session, task_id, member)
+            assignment.status = REFUSED
+            assignment.result = None
+            assignment.reason = reason[:500]
+            assignment.updated_at = now
 
     # -- quality ----------------------------------------------------------------------
 

@@ -122,6 +122,8 @@ class FaultInjection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     delay_before_execute: float = Field(default=0.0, ge=0, le=600)
+    refuse_secure: bool = False
+    """Refuse every round of a secure sum, as a member whose rules forbid taking part."""
 
 
 class NodeConfig(BaseModel):

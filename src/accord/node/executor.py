@@ -122,6 +122,11 @@ class MemberDatabase:
     @contextmanager
     def connect(self) -> Iterator[Any]:
         """A read-only connection (for DuckDB, a cursor of the shared one) for one task."""
+        if self.config.engine == "spark":  # the process's Spark session (accord.node.spark)
+            from accord.node import spark
+
+            yield spark.connect(self.config)
+            return
         if self.config.engine != "duckdb":
             with _postgres(self.config) as connection:
                 yield connection
@@ -164,6 +169,10 @@ class MemberDatabase:
                 self._duckdb = None
             self._designs.clear()
             self._withheld = None
+        if self.config.engine == "spark":  # stops Spark if the node started it
+            from accord.node import spark
+
+            spark.stop()
 
 
 def _open_duckdb(database: DatabaseConfig) -> Any:

@@ -100,8 +100,16 @@ def connect(database: DatabaseConfig) -> SparkConnection:
     settings = database.spark or SparkConfig()
     session = start_session(settings)
     if settings.tables is not None:
-        with _lock:
-            attach_tables(session, Path(settings.tables), database.schema_)
+        from pyspark.errors import PySparkException
+
+        try:
+            with _lock:
+                attach_tables(session, Path(settings.tables), database.schema_)
+        except PySparkException as error:
+            raise DataError(
+                f"cannot read the CDM's tables in {settings.tables}: {_first_line(error)}",
+                hint="each CDM table is a folder of parquet files named after the table",
+            ) from None
     return SparkConnection(session)
 
 
@@ -134,8 +142,11 @@ def start_session(settings: SparkConfig) -> SparkSession:
         try:
             session = builder.getOrCreate()
         except Exception as error:  # Java missing, or the JVM refusing a setting
+            if _warehouse is not None:
+                shutil.rmtree(_warehouse, ignore_errors=True)
+                _warehouse = None
             raise DataError(
-                f"cannot start Spark: {str(error).strip().splitlines()[0][:300]}",
+                f"cannot start Spark: {_first_line(error)}",
                 hint="Spark needs a Java 17 runtime (java on PATH, or JAVA_HOME)",
             ) from None
         quiet(session)
@@ -181,9 +192,14 @@ def attach_tables(session: SparkSession, folder: Path, schema: str | None) -> li
         if not location.is_dir():
             continue
         qualified = exp.table_(name, db=schema, quoted=True).sql(dialect=DIALECT)
-        if session.catalog.tableExists(name, schema):
+        if session.catalog.tableExists(qualified):
             session.catalog.refreshTable(qualified)
         else:
             session.catalog.createTable(qualified, path=str(location), source="parquet")
         found.append(name)
     return found
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast, get_args
 
 import yaml
 
@@ -80,6 +80,10 @@ _SUBMISSION_COLUMNS: Final = (
     ("report", "VARCHAR", True),
 )
 _NEWEST_FIRST: Final = "seq"
+GATED_ENGINES: Final[tuple[str, ...]] = get_args(Dialect)
+"""The engines the gate runs on. A node serves no data from any other (Spark, so far):
+the gate's SQL reads ``information_schema``, which Spark does not have, and records its
+verdicts with statements Spark's tables do not take."""
 _ADVISORY_LOCK: Final = 7_400_118_521
 """PostgreSQL advisory lock held while a submission is judged and recorded, so two
 submissions never judge the same data without each other's rows."""
@@ -538,14 +542,20 @@ def submit(
     return verdict
 
 
-def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None) -> str | None:
+def serving_refusal(connection: Any, dialect: str, schema: str | None = None) -> str | None:
     """Why a node must not serve this database to analyses, or ``None`` when it may.
 
     Fails closed: data no submission has judged, data whose newest verdict is
     quarantined, and data loaded after the newest verdict (a load run without the gate)
-    are all withheld. The reason names no patient data.
+    are all withheld, and so is every database on an engine the gate cannot check (see
+    :data:`GATED_ENGINES`). The reason names no patient data.
     """
-    names = SqlNames(dialect, schema)
+    if dialect not in GATED_ENGINES:
+        return (
+            f"this member's data cannot be served: its quality gate does not run on "
+            f"{dialect} databases, and no data is served without the gate's verdict"
+        )
+    names = SqlNames(cast(Dialect, dialect), schema)
     row = None
     if _has_table(connection, names, SUBMISSIONS_TABLE):
         # The columns, not the report: this runs before every task.
@@ -565,7 +575,7 @@ def serving_refusal(connection: Any, dialect: Dialect, schema: str | None = None
             f"this member's data is quarantined by its quality gate (submission of "
             f"{submitted_at:%Y-%m-%d %H:%M} UTC) until its data steward fixes and resubmits it"
         )
-    loads, vocabulary = data_state(connection, dialect, schema)
+    loads, vocabulary = data_state(connection, names.dialect, schema)
     if loads != loads_covered or vocabulary != vocabulary_judged:
         return (
             "this member's data or vocabulary changed after its last quality check; "

@@ -96,7 +96,7 @@ class Node:
         """Checks across fields; ``values`` holds only the fields that are valid alone."""
         return []
 
-    def concept_ids(self, path: str = "") -> list[tuple[str, int]]:
+    def concept_paths(self, path: str = "") -> list[tuple[str, int]]:
         """Every concept id in this tree with its JSON path, so a member can name each
         one its vocabulary lacks: ``("cohort.criteria[0].concepts.ids[1]", 201826)``."""
         found: list[tuple[str, int]] = []
@@ -106,11 +106,11 @@ class Node:
             if isinstance(kind, ConceptIds):
                 found += [(f"{here}[{i}]", c) for i, c in enumerate(value)]
             elif isinstance(value, Node):
-                found += value.concept_ids(here)
+                found += value.concept_paths(here)
             elif isinstance(value, tuple):
                 for i, item in enumerate(value):
                     if isinstance(item, Node):
-                        found += item.concept_ids(f"{here}[{i}]")
+                        found += item.concept_paths(f"{here}[{i}]")
         return found
 
     def to_json(self) -> dict[str, Any]:

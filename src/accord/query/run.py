@@ -94,7 +94,7 @@ def unknown_concepts(
 ) -> list[str]:
     """A problem for each concept id of ``query`` that the member's vocabulary (its
     ``concept`` table) lacks, with its path in the query's JSON."""
-    wanted = query.concept_ids()
+    wanted = query.concept_paths()
     ids = sorted({c for _, c in wanted})
     if not ids:
         return []

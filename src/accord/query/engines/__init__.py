@@ -9,12 +9,13 @@ from accord.errors import QueryError
 from accord.query.compiler import BaseCompiler, ConsentHook
 from accord.query.engines.duckdb import DuckDBCompiler
 from accord.query.engines.postgres import PostgresCompiler
+from accord.query.engines.spark import SparkCompiler
 from accord.query.model import Analysis
 
-Dialect: TypeAlias = Literal["duckdb", "postgres"]
+Dialect: TypeAlias = Literal["duckdb", "postgres", "spark"]
 
 ENGINES: dict[str, type[BaseCompiler]] = {
-    engine.DIALECT: engine for engine in (DuckDBCompiler, PostgresCompiler)
+    engine.DIALECT: engine for engine in (DuckDBCompiler, PostgresCompiler, SparkCompiler)
 }
 
 
