@@ -293,7 +293,7 @@ def kaplan_meiers(
     cohort = draw(cohorts(ids, numbers, dates, entry=True, **more))
     event = draw(event_criteria(ids, numbers, units=more.get("units"), plain=True))
     step = draw(st.integers(1, 400))
-    horizon = draw(st.integers(step, step * 200))
+    horizon = draw(st.integers(step, min(step * 200, MAX_DAYS)))
     return KaplanMeier(cohort, event, horizon, step)
 
 

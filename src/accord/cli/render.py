@@ -101,15 +101,22 @@ def secure_table(result: TaskResult, *, title: str = "Secure sum") -> Table:
 
 def frame_table(result: TaskResult, *, title: str | None = None) -> Table:
     """Any analysis's result as a table: the consortium's figures from its frame, with a
-    line for each member that did not answer, and why."""
-    frame = result.frame()
+    line for each member that did not answer, and why (the only lines, when none did)."""
+    heading = title or f"Federated {result.analysis.replace('_', ' ')}"
+    try:
+        frame = result.frame()
+    except ValueError as error:
+        table = Table("member", "status", "reason", title=heading, title_justify="left")
+        for m in result.members:
+            table.add_row(m.member, m.status, m.reason or "")
+        table.caption = f"no result: {error}"
+        table.caption_justify = "left"
+        return table
     if "member" in frame.columns and (frame["member"] == CONSORTIUM).any():
         frame = frame[frame["member"] == CONSORTIUM].drop(columns="member")
     elif frame.index.name is None and not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index(names="")
-    table = Table(
-        title=title or f"Federated {result.analysis.replace('_', ' ')}", title_justify="left"
-    )
+    table = Table(title=heading, title_justify="left")
     for column in frame.columns:
         table.add_column(str(column), justify="left" if frame[column].dtype == object else "right")
     for row in frame.itertuples(index=False):
