@@ -369,7 +369,12 @@ def test_python_construction_reports_each_field() -> None:
         ),
         (
             lambda: KaplanMeier(ENTERED, SexIs((1,)), 365),
-            "event: expected an event criterion, got sex_is",
+            "event: expected an event criterion (has_condition, has_drug_exposure, ...), "
+            "got sex_is",
+        ),
+        (
+            lambda: KaplanMeier(ENTERED, HasCondition(CONCEPTS, min_count=2), 365),
+            "event: a survival event takes no min_count, max_count, from_day or to_day",
         ),
         (
             lambda: KaplanMeier(ENTERED, HasCondition(CONCEPTS), 30, 31),

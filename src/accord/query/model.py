@@ -517,24 +517,23 @@ class Entry(Node):
             return []
         if not events:
             return [f"{at(path, 'events')}: expected at least one event, got none"]
-        problems = []
+        problems: list[str] = []
         for i, event in enumerate(events):
-            here = f"{at(path, 'events')}[{i}]"
-            if not isinstance(event, EventCriterion):
-                problems.append(
-                    f"{here}: expected an event criterion (has_condition, has_drug_exposure, "
-                    f"...), got {event.TYPE}"
-                )
-            elif (event.min_count, event.max_count, event.from_day, event.to_day) != (
-                1,
-                None,
-                None,
-                0,
-            ):
-                problems.append(
-                    f"{here}: an entry event takes no min_count, max_count, from_day or to_day"
-                )
+            problems += _plain_event(event, f"{at(path, 'events')}[{i}]", "an entry event")
         return problems
+
+
+def _plain_event(event: Criterion, here: str, what: str) -> list[str]:
+    """Problems with ``event`` where a plain event is needed: an event criterion with no
+    counts or days of its own (its date is what matters, not how many there are)."""
+    if not isinstance(event, EventCriterion):
+        return [
+            f"{here}: expected an event criterion (has_condition, has_drug_exposure, ...), "
+            f"got {event.TYPE}"
+        ]
+    if (event.min_count, event.max_count, event.from_day, event.to_day) != (1, None, None, 0):
+        return [f"{here}: {what} takes no min_count, max_count, from_day or to_day"]
+    return []
 
 
 @dataclass(frozen=True)
@@ -815,8 +814,8 @@ class KaplanMeier(Node):
             problems.append(
                 f"{at(path, 'cohort.entry')}: survival needs an entry event to start from"
             )
-        if event is not None and not isinstance(event, EventCriterion):
-            problems.append(f"{at(path, 'event')}: expected an event criterion, got {event.TYPE}")
+        if event is not None:
+            problems += _plain_event(event, at(path, "event"), "a survival event")
         horizon, step = values.get("horizon_days"), values.get("step_days")
         if horizon is not None and step is not None:
             if step > horizon:
