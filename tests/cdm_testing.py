@@ -346,3 +346,15 @@ class SparkTestEngine(TestEngine):
         self._loaded = set()
         assert self.schema is not None
         SparkTestEngine._idle.append((self.schema, self.files))
+
+
+def copy_to_parquet(source: Path, lake: Path, tables: Sequence[str] | None = None) -> None:
+    """Write the CDM tables of the DuckDB file ``source`` (default: every one it has) as
+    parquet folders under ``lake``, one file each, as a member's pipeline leaves them."""
+    with duckdb.connect(str(source), read_only=True) as connection:
+        present = {row[0] for row in connection.execute("SHOW TABLES").fetchall()}
+        for table in tables if tables is not None else sorted(present & set(load_spec().tables)):
+            folder = lake / table
+            folder.mkdir(parents=True, exist_ok=True)
+            target = str(folder / "part-0.parquet").replace("'", "''")
+            connection.execute(f"COPY {table} TO '{target}' (FORMAT parquet)")

@@ -2,24 +2,35 @@
 
 The member's tables are written with pyspark, one folder per table, as a Spark pipeline
 would leave them. The node registers the folders, counts on them, and sees files the
-pipeline rewrites. It serves no analysis from them, though: the quality gate does not run
-on Spark, and no data is served without its verdict.
+pipeline rewrites. It serves analyses from them only once the quality gate accepted the
+very files it reads: the steward's ``accord quality run --node`` judges them and keeps
+the verdict, with the files' fingerprint, in the member's DuckDB verdicts file.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from typer.testing import CliRunner
 
-from accord.node.config import DatabaseConfig, DisclosureConfig, SparkConfig
-from accord.node.executor import MemberDatabase, Refusal, execute
+from accord.cdm import load_spec
+from accord.cli import app
+from accord.node.config import DatabaseConfig, DisclosureConfig, SparkConfig, load_node_config
+from accord.node.answers import Refusal
+from accord.node.executor import MemberDatabase, execute
 from accord.query.run import run_count
 from accord.query.scenarios import trial_recruitment
 from accord.synth import ConsortiumManifest, generate_consortium
+from cdm_testing import copy_to_parquet
 
 # What the trial recruitment count reads.
 TABLES = ("person", "condition_occurrence", "drug_exposure", "concept_ancestor")
@@ -88,15 +99,111 @@ def test_the_node_counts_on_parquet_in_place_and_sees_it_rewritten(
     assert spark_session.sql("SELECT 1").collect()[0][0] == 1
 
 
-def test_the_node_refuses_to_serve_spark_data_without_the_quality_gate(
+# Spark as the tests' own session runs it: small data, one thread, nothing re-planned.
+QUICK_SPARK = {
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
+
+
+@pytest.fixture
+def default_database(spark_session: Any) -> Iterator[None]:
+    """Spark's default database, left without the tables a test registered in it (their
+    files stay: the tables are the member's, registered in place)."""
+    yield
+    for table in load_spec().tables:
+        spark_session.sql(f"DROP TABLE IF EXISTS default.`{table}`")
+
+
+def node_json(folder: Path, lake: Path) -> Path:
+    """The member's node config: its CDM is the parquet folder ``lake``, registered in
+    Spark's default database (an analysis names the concept table unqualified on Spark,
+    as it does in ``accord.query.run.unknown_concepts``)."""
+    path = folder / "node.json"
+    spark = {"tables": str(lake), "master": "local[1]", "conf": QUICK_SPARK}
+    database = {"engine": "spark", "spark": spark}
+    path.write_text(
+        json.dumps(
+            {
+                "member": "lakeside-clinic",
+                "hub_url": "http://127.0.0.1:8700",
+                "hub_public_key": "hub.pub",
+                "key": "lakeside-clinic.key",
+                "database": database,
+            }
+        )
+    )
+    return path
+
+
+def count(database: MemberDatabase, manifest: ConsortiumManifest) -> dict[str, Any]:
+    return execute(trial_recruitment(manifest.as_of).to_json(), database, DisclosureConfig())
+
+
+@pytest.mark.usefixtures("default_database")
+def test_a_spark_member_is_served_only_with_the_gates_verdict_on_its_files(
     spark_session: Any, member: tuple[Path, ConsortiumManifest], tmp_path: Path
 ) -> None:
     source, manifest = member
     lake = tmp_path / "lake"
-    write_lake(spark_session, source, lake, tables=("person",))
-    database = spark_member(lake)
+    copy_to_parquet(source, lake)
+    config = node_json(tmp_path, lake)
+    database = MemberDatabase(load_node_config(config).database)
     try:
-        with pytest.raises(Refusal, match="quality gate does not run on spark"):
-            execute(trial_recruitment(manifest.as_of).to_json(), database, DisclosureConfig())
+        with pytest.raises(Refusal, match="has not passed the quality gate yet"):
+            count(database, manifest)
+        # The steward judges the files, in a process (and a Spark) of its own.
+        judged = subprocess.run(
+            [sys.executable, "-m", "accord", "quality", "run", "--node", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+        assert judged.returncode == 0, judged.stderr
+        assert "decision: accepted" in judged.stdout
+        assert (lake / "accord_quality.duckdb").is_file()
+        served = count(database, manifest)
+        released = served["disclosed"]
+        assert not released["suppressed"]
+        # Released rounded to the nearest 5, as the member's disclosure profile says.
+        assert abs(released["value"] - manifest.members[0].trial_recruitment) <= 2
+        # The pipeline writes the person table again: the files are not the judged ones.
+        copy_to_parquet(source, lake, tables=("person",))
+        with pytest.raises(Refusal, match="changed after its last quality check"):
+            count(database, manifest)
+        # Judged again (here in the tests' own Spark session), it is served again.
+        again = CliRunner().invoke(app, ["quality", "run", "--node", str(config)])
+        assert again.exit_code == 0, again.output
+        assert count(database, manifest) == served
+        shown = CliRunner().invoke(app, ["quality", "report", "--node", str(config)])
+        assert shown.exit_code == 0, shown.output
+        assert "decision: accepted" in shown.output
+    finally:
+        database.close()
+
+
+@pytest.mark.usefixtures("default_database")
+def test_a_spark_member_with_fatal_defects_is_quarantined_and_refused(
+    spark_session: Any, tmp_path: Path
+) -> None:
+    manifest = generate_consortium(
+        tmp_path / "member", members=1, persons_per_member=300, seed=8, defects=0.05
+    )
+    lake = tmp_path / "lake"
+    copy_to_parquet(tmp_path / "member" / manifest.members[0].db_file, lake)
+    config = node_json(tmp_path, lake)
+    judged = CliRunner().invoke(app, ["quality", "run", "--node", str(config), "--examples", "0"])
+    assert judged.exit_code == 0, judged.output
+    assert "decision: quarantined" in judged.output
+    database = MemberDatabase(load_node_config(config).database)
+    try:
+        with pytest.raises(Refusal, match="quarantined by its quality gate"):
+            count(database, manifest)
     finally:
         database.close()

@@ -11,11 +11,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import sqlglot
 from sqlglot import exp
 
 from accord.cli.quality import member_database
+from accord.cli.quality import report_command as quality_report
 from accord.errors import ConfigError, DataError
 from accord.node.config import DatabaseConfig, load_node_config
 from accord.node.executor import MemberDatabase
@@ -213,21 +215,56 @@ def test_a_spark_connection_binds_parameters_and_fetches_like_a_cursor() -> None
 
 # --- the quality gate ----------------------------------------------------------------------
 
-SPARK = DatabaseConfig.model_validate(
-    {"engine": "spark", "schema": "member_cdm", "spark": {"tables": "."}}
-)
+
+def spark_config(tmp_path: Path, **spark: Any) -> DatabaseConfig:
+    return DatabaseConfig.model_validate(
+        {"engine": "spark", "schema": "member_cdm", "spark": {"tables": str(tmp_path), **spark}}
+    )
 
 
 class NoConnection:
     def execute(self, *args: Any) -> Any:
-        raise AssertionError("the refusal needs no query")
+        raise AssertionError("the refusal needs no query of the CDM")
 
 
-def test_the_gate_refuses_to_serve_a_spark_database() -> None:
-    reason = gate.serving_refusal(NoConnection(), "spark", "member_cdm")
+def test_a_spark_member_keeps_its_verdicts_beside_its_tables_unless_told(tmp_path: Path) -> None:
+    (tmp_path / "lake").mkdir()
+    path = node_config(
+        tmp_path, {"engine": "spark", "spark": {"tables": "lake", "gate_db": "gate.duckdb"}}
+    )
+    spark = load_node_config(path).database.spark
+    assert spark is not None
+    assert spark.gate_path == tmp_path / "gate.duckdb"
+    assert spark_config(tmp_path).spark.gate_path == tmp_path / "accord_quality.duckdb"  # type: ignore[union-attr]
+
+
+def test_a_spark_member_without_a_verdict_is_refused_without_starting_spark(
+    tmp_path: Path,
+) -> None:
+    reason = MemberDatabase(spark_config(tmp_path)).serving_refusal(NoConnection())
     assert reason is not None
-    assert "quality gate does not run on spark databases" in reason
-    assert MemberDatabase(SPARK).serving_refusal(NoConnection()) == reason
+    assert "has not passed the quality gate yet" in reason
+    assert not (tmp_path / "accord_quality.duckdb").exists()  # the node only reads it
+    hive = DatabaseConfig.model_validate(
+        {"engine": "spark", "spark": {"conf": {"spark.sql.catalogImplementation": "hive"}}}
+    )
+    refused = MemberDatabase(hive).serving_refusal(NoConnection())
+    assert refused is not None
+    assert "verdicts cannot be read" in refused
+
+
+def test_an_accepted_spark_verdict_without_the_files_fingerprint_is_not_served(
+    tmp_path: Path,
+) -> None:
+    with duckdb.connect(str(tmp_path / "accord_quality.duckdb")) as books:
+        gate.ensure_tables(books, "duckdb")
+        books.execute(
+            "INSERT INTO accord_quality_submissions VALUES (1, 'x', TIMESTAMP '2025-01-01', "
+            "'check', 'test', 'accepted', true, 0, NULL, '{}')"
+        )
+    reason = MemberDatabase(spark_config(tmp_path)).serving_refusal(NoConnection())
+    assert reason is not None
+    assert "changed after its last quality check" in reason
 
 
 @pytest.fixture
@@ -236,15 +273,20 @@ def state() -> Iterator[sqlite3.Connection]:
         yield db
 
 
-def test_a_spark_node_has_no_verdict_to_audit_or_report(state: sqlite3.Connection) -> None:
+def test_a_spark_node_without_verdicts_reports_none_without_spark(
+    state: sqlite3.Connection, tmp_path: Path
+) -> None:
     sync = QualitySync(state, audit=None)  # type: ignore[arg-type]
-    assert sync.sync(MemberDatabase(SPARK)) is None  # without connecting to Spark
+    assert sync.sync(MemberDatabase(spark_config(tmp_path))) is None
 
 
-def test_the_quality_commands_say_the_gate_does_not_run_on_spark(tmp_path: Path) -> None:
+def test_the_quality_commands_read_a_spark_members_verdicts_without_spark(
+    tmp_path: Path,
+) -> None:
     path = node_config(tmp_path, {"engine": "spark", "spark": {"tables": "."}})
-    with (
-        pytest.raises(DataError, match="does not run on Spark"),
-        member_database(None, path, None),
-    ):
-        pass
+    with member_database(None, path, None, cdm=False, write=False) as member:
+        assert member.connection is None
+        assert gate.stored_report(*member.verdicts) is None
+    with pytest.raises(DataError, match="has no record of any submission"):
+        quality_report(db=None, node=path, schema=None, report=None, html=None, submission=None)
+    assert not (tmp_path / "accord_quality.duckdb").exists()

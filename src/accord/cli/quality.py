@@ -8,7 +8,9 @@
   with its reason.
 
 Each takes the member's database as ``--db`` (a ``.duckdb`` file or a PostgreSQL DSN,
-with ``--schema``) or through its node's config as ``--node node.json``. ``run`` exits 0
+with ``--schema``) or through its node's config as ``--node node.json``; a Spark member
+is reached only through its node's config, which names its parquet tables and the DuckDB
+file that keeps its verdicts (``report`` and ``thresholds`` read only that file). ``run`` exits 0
 once the checks have run, whatever the decision: the decision is printed and written to
 the report, for a person or a script to act on. A database that is not a CDM (tables
 missing) is a :class:`accord.errors.DataError` (exit 20).
@@ -21,6 +23,7 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -30,7 +33,9 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from accord.ingest.engines import Engine
+    from accord.cdm import Dialect
+    from accord.node.config import DatabaseConfig
+    from accord.quality.run import Dialect as Engine
 
 console = Console()
 
@@ -77,15 +82,16 @@ def run(
     """Judge the CDM as it stands: list failures in plain words, record the decision."""
     from accord.quality import gate
 
-    with member_database(db, node, schema) as (engine, shown, schema_):
+    with member_database(db, node, schema, cdm=True, write=True) as member:
         verdict = gate.submit(
-            engine.connection,
-            engine.dialect,
+            member.connection,
+            member.dialect,
             kind="check",
             source="accord quality run",
-            schema=schema_,
-            database=shown,
+            schema=member.schema,
+            database=member.shown,
             examples=examples,
+            books=member.books,
         )
     print_report(verdict.report)
     write_reports(verdict.report, report, html)
@@ -106,8 +112,9 @@ def report_command(
     from accord.errors import DataError
     from accord.quality import gate
 
-    with member_database(db, node, schema) as (engine, shown, schema_):
-        found = gate.stored_report(engine.connection, engine.dialect, schema_, submission)
+    with member_database(db, node, schema, cdm=False, write=False) as member:
+        shown = member.shown
+        found = gate.stored_report(*member.verdicts, submission)
     if found is None:
         wanted = f"submission {submission}" if submission else "any submission"
         raise DataError(
@@ -160,15 +167,14 @@ def thresholds(
         if not reason:
             raise DataError("--set needs --reason", hint="say why this member needs its own value")
         changes.append(gate.Override(check_id.strip(), threshold, reason))
-    with member_database(db, node, schema) as (engine, shown, schema_):
-        if changes or clear:
-            gate.set_overrides(
-                engine.connection, engine.dialect, changes, schema=schema_, clear=clear or []
-            )
+    writing = bool(changes or clear)
+    with member_database(db, node, schema, cdm=False, write=writing) as member:
+        shown = member.shown
+        connection, dialect, schema_ = member.verdicts
+        if writing:
+            gate.set_overrides(connection, dialect, changes, schema=schema_, clear=clear or [])
             console.print(f"{len(changes)} set, {len(clear or [])} cleared in {shown}")
-        current = {
-            o.check_id: o for o in gate.overrides(engine.connection, engine.dialect, schema_)
-        }
+        current = {o.check_id: o for o in gate.overrides(connection, dialect, schema_)}
     table = Table(title=f"thresholds of {shown}", title_justify="left")
     for column in ("check", "catalogue %", "member %", "reason"):
         table.add_column(column, overflow="fold")
@@ -188,11 +194,35 @@ def thresholds(
         console.print("no overrides: every check uses the catalogue's threshold")
 
 
+@dataclass(frozen=True)
+class GateDatabase:
+    """A member's CDM opened for the gate, and where its verdicts are kept.
+
+    ``connection`` reads the CDM (``None`` for a Spark member when only its verdicts are
+    wanted); ``books`` is a Spark member's DuckDB verdicts file, ``None`` otherwise.
+    """
+
+    connection: Any
+    dialect: Engine
+    shown: str
+    schema: str | None
+    books: Any = None
+
+    @property
+    def verdicts(self) -> tuple[Any, Dialect, str | None]:
+        """(connection, dialect, schema) of the database keeping the verdicts."""
+        if self.dialect == "spark":
+            return self.books, "duckdb", None
+        return self.connection, self.dialect, self.schema
+
+
 @contextmanager
 def member_database(
-    db: str | None, node: Path | None, schema: str | None
-) -> Iterator[tuple[Engine, str, str | None]]:
-    """The member's CDM opened for the gate: (engine, name safe to show, schema)."""
+    db: str | None, node: Path | None, schema: str | None, *, cdm: bool, write: bool
+) -> Iterator[GateDatabase]:
+    """The member's CDM opened for the gate. ``cdm`` says whether the checks will read
+    it (a Spark member's session is started only then) and ``write`` whether verdicts or
+    overrides will be written."""
     from accord.errors import DataError
     from accord.ingest.engines import open_engine
 
@@ -203,18 +233,47 @@ def member_database(
 
         database = load_node_config(node).database
         if database.engine == "spark":
-            raise DataError(
-                "the quality gate does not run on Spark databases yet, so this member's "
-                "node serves no analyses from its Spark CDM"
-            )
+            with spark_member(database, cdm=cdm, write=write) as member:
+                yield member
+            return
         db = database.path if database.engine == "duckdb" else database.dsn
         schema = database.schema_
     assert db is not None
     engine, shown = open_engine(db, schema, create=False)
     try:
-        yield engine, shown, schema
+        yield GateDatabase(engine.connection, engine.dialect, shown, schema)
     finally:
         engine.close()
+
+
+@contextmanager
+def spark_member(database: DatabaseConfig, *, cdm: bool, write: bool) -> Iterator[GateDatabase]:
+    """A Spark member's verdicts file and, with ``cdm``, its CDM in a Spark session that
+    is stopped afterwards. A verdicts file not yet written reads as empty."""
+    import duckdb
+
+    from accord.node import spark
+
+    settings = database.spark
+    shown = (
+        f"{settings.tables} (spark)"
+        if settings is not None and settings.tables is not None
+        else f"spark database {database.schema_ or 'default'}"
+    )
+    with spark.gate_books(database, write=write) as found:
+        books = duckdb.connect() if found is None else found
+        try:
+            if not cdm:
+                yield GateDatabase(None, "spark", shown, database.schema_, books)
+                return
+            try:
+                connection = spark.connect(database)
+                yield GateDatabase(connection, "spark", shown, database.schema_, books)
+            finally:
+                spark.stop()
+        finally:
+            if found is None:
+                books.close()
 
 
 def print_report(document: Mapping[str, Any]) -> None:

@@ -26,6 +26,8 @@ from accord.protocol import check_hub_url
 MEMBER_ID = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SPARK_DATABASE = re.compile(r"[A-Za-z0-9_]{1,128}")
 """A database name Spark's session catalog accepts: letters, digits and underscores."""
+GATE_DB_NAME = "accord_quality.duckdb"
+"""A Spark member's quality gate verdicts, by default in its tables folder."""
 # Spark settings that have a field of their own in SparkConfig.
 _SPARK_FIELDS = {"spark.master": "master", "spark.sql.warehouse.dir": "warehouse"}
 
@@ -38,6 +40,12 @@ class SparkConfig(BaseModel):
     registers them as tables of the database named by ``database.schema`` and reads the
     files where they are. Without it the tables must already be in a persistent catalog
     (a Hive metastore, set up through ``conf``).
+
+    Spark's tables cannot keep the quality gate's verdicts (parquet takes no ``DELETE``
+    and no transaction), so they are kept in a DuckDB file of their own, ``gate_db``:
+    the data steward's ``accord quality run --node`` writes it and the node reads it
+    before every task. By default it is ``accord_quality.duckdb`` in the ``tables``
+    folder; a member whose tables are in a persistent catalog names one.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +57,8 @@ class SparkConfig(BaseModel):
     """Spark's warehouse folder (``spark.sql.warehouse.dir``); default: a temporary one."""
     conf: dict[str, str] = Field(default_factory=dict)
     """Further Spark settings, such as ``spark.driver.memory``."""
+    gate_db: str | None = None
+    """The DuckDB file holding the quality gate's verdicts on these tables."""
 
     @field_validator("conf")
     @classmethod
@@ -64,6 +74,15 @@ class SparkConfig(BaseModel):
     def persistent_catalog(self) -> bool:
         """Whether the tables come from a catalog that outlives the session (Hive)."""
         return self.conf.get("spark.sql.catalogImplementation") == "hive"
+
+    @property
+    def gate_path(self) -> Path | None:
+        """Where the quality gate's verdicts are kept (``None``: nowhere configured)."""
+        if self.gate_db is not None:
+            return Path(self.gate_db)
+        if self.tables is not None:
+            return Path(self.tables) / GATE_DB_NAME
+        return None
 
 
 class DatabaseConfig(BaseModel):
@@ -162,7 +181,11 @@ class NodeConfig(BaseModel):
             database = database.model_copy(update={"path": str(at(Path(database.path)))})
         if database.spark is not None:
             spark = database.spark
-            folders = {"tables": spark.tables, "warehouse": spark.warehouse}
+            folders = {
+                "tables": spark.tables,
+                "warehouse": spark.warehouse,
+                "gate_db": spark.gate_db,
+            }
             spark = spark.model_copy(
                 update={k: str(at(Path(v))) for k, v in folders.items() if v is not None}
             )

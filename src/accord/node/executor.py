@@ -73,6 +73,8 @@ class MemberDatabase:
         # so cannot have changed): each step then costs arithmetic, not a query.
         self._designs: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
         self._withheld: tuple[str | None] | None = None
+        # Concept ids found in the vocabulary while the file is open (it cannot change).
+        self._known_concepts: set[int] = set()
         self.opened = 0
         """How many times the file was opened: what was read before may be stale after."""
 
@@ -80,6 +82,17 @@ class MemberDatabase:
         """The quality gate's say on serving this data (a DuckDB file cannot change while
         the node holds it open, so the answer is kept until it closes)."""
         engine, schema = self.config.engine, self.config.schema_
+        if engine == "spark":  # its verdicts are kept in a DuckDB file of their own
+            from accord.node.spark import gate_books
+
+            try:
+                with gate_books(self.config, write=False) as books:
+                    return serving_refusal(connection, engine, schema, books=books)
+            except DataError:  # no file configured, or a steward's run writing it
+                return (
+                    "this member's quality gate verdicts cannot be read right now, and no "
+                    "data is served without them"
+                )
         if engine != "duckdb":
             return serving_refusal(connection, engine, schema)
         with self._lock:
@@ -89,6 +102,22 @@ class MemberDatabase:
             with self._lock:
                 self._withheld = known
         return known[0]
+
+    def unknown_concepts(self, query: Analysis, connection: Any) -> list[str]:
+        """Each concept of ``query`` the member's vocabulary lacks, with its path (for a
+        DuckDB file, what was found is remembered while it stays open)."""
+        engine, schema = self.config.engine, self.config.schema_
+        if engine != "duckdb":
+            return unknown_concepts(connection, query, engine, schema=schema)
+        wanted = {c for _, c in query.concept_paths()}
+        with self._lock:
+            if wanted <= self._known_concepts:
+                return []
+        problems = unknown_concepts(connection, query, engine, schema=schema)
+        if not problems:
+            with self._lock:
+                self._known_concepts |= wanted
+        return problems
 
     def read(self, query: Analysis, connection: Any) -> Any:
         """What ``query`` needs of the member's rows (see ``accord.node.answers``)."""
@@ -161,6 +190,7 @@ class MemberDatabase:
                 self._duckdb = None
                 self._designs.clear()
                 self._withheld = None
+                self._known_concepts.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -169,6 +199,7 @@ class MemberDatabase:
                 self._duckdb = None
             self._designs.clear()
             self._withheld = None
+            self._known_concepts.clear()
         if self.config.engine == "spark":  # stops Spark if the node started it
             from accord.node import spark
 
@@ -230,7 +261,7 @@ def execute(
         withheld = database.serving_refusal(connection)
         if withheld is not None:
             raise Refusal(withheld)
-        unknown = unknown_concepts(connection, query, schema=database.config.schema_)
+        unknown = database.unknown_concepts(query, connection)
         if unknown:
             raise Refusal(
                 f"analysis failed validation at the node: {QueryValidationError(unknown)}"

@@ -1,9 +1,10 @@
 """The node's side of the quality gate: audit each verdict, tell the hub its status.
 
 Verdicts are made where data is loaded (``accord ingest``, ``accord quality run``) and
-stored in the member's database. The node, the member's signed identity, copies each new
-verdict into its audit log (decision, counts and every check's status and percentage;
-never a record id) and sends the hub the newest one's status.
+stored in the member's database (a Spark member's in its DuckDB verdicts file). The node,
+the member's signed identity, copies each new verdict into its audit log (decision,
+counts and every check's status and percentage; never a record id) and sends the hub the
+newest one's status.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from accord.cdm import Dialect
+from accord.errors import DataError
 from accord.node.executor import MemberDatabase
+from accord.node.spark import gate_books
 from accord.quality import gate
 from accord.trust.audit import AuditLog
 
@@ -34,18 +38,23 @@ class QualitySync:
         """
         engine, schema = database.config.engine, database.config.schema_
         if engine == "spark":
-            return None  # the gate does not run on Spark: no verdict to audit or report
-        current = database.open_since
-        if engine == "duckdb" and current is not None and current == self.opened:
-            return self.status  # the file has stayed open: no verdict can have come since
-        with database.connect() as connection:
-            self.opened = database.opened
-            latest = gate.latest_submission_id(connection, engine, schema)
-            if latest == self.latest:
+            # Its verdicts are kept in a DuckDB file of their own: Spark is not started.
+            try:
+                with gate_books(database.config, write=False) as books:
+                    read = None if books is None else self._read(books, "duckdb", None)
+            except DataError:  # being written by a steward's run: read at the next task
                 return self.status
-            found = gate.submissions(connection, engine, schema)
-            status = gate.latest_status(connection, engine, schema)
-        self.latest, self.status = latest, status
+        else:
+            current = database.open_since
+            if engine == "duckdb" and current is not None and current == self.opened:
+                return self.status  # the file has stayed open: no verdict since
+            with database.connect() as connection:
+                self.opened = database.opened
+                read = self._read(connection, engine, schema)
+        if read is None:
+            return self.status
+        self.latest, self.status = read[0], read[2]
+        found, status = read[1], read[2]
         for entry in found:
             seen = self.db.execute(
                 "SELECT 1 FROM quality_audited WHERE submission_id = ?", (entry["submission_id"],)
@@ -68,3 +77,17 @@ class QualitySync:
                 "INSERT INTO quality_audited (submission_id) VALUES (?)", (entry["submission_id"],)
             )
         return status
+
+    def _read(
+        self, connection: Any, dialect: Dialect, schema: str | None
+    ) -> tuple[str | None, list[dict[str, Any]], dict[str, Any] | None] | None:
+        """The newest verdict's id, every verdict and the newest one's status; ``None``
+        when the newest verdict is the one already read."""
+        latest = gate.latest_submission_id(connection, dialect, schema)
+        if latest == self.latest:
+            return None
+        return (
+            latest,
+            gate.submissions(connection, dialect, schema),
+            gate.latest_status(connection, dialect, schema),
+        )

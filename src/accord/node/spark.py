@@ -10,6 +10,9 @@ files the member's pipeline rewrote in between are read afresh.
 :class:`SparkConnection` gives the query runner what it needs of a DB-API connection:
 ``execute(sql)`` returning a cursor with ``fetchone()`` and ``fetchall()``.
 
+:func:`gate_books` opens the DuckDB file that keeps the quality gate's verdicts on the
+member's Spark CDM (Spark's parquet tables cannot keep them).
+
 pyspark is an optional dependency (``pip install 'accord[spark]'``) and needs a Java
 runtime (17 or later); both are only looked for when a Spark member connects.
 """
@@ -20,7 +23,9 @@ import logging
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +50,10 @@ DEFAULTS = {
 # pyspark logs every failed statement, JVM stack and all, before raising it; the error
 # itself reaches the caller, which says what went wrong in its own words.
 _QUERY_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
+
+# How long the steward's gate waits for the node to let go of the verdicts file (the node
+# holds it for a moment per task).
+_BOOKS_WAIT_SECONDS = 15.0
 
 _lock = threading.Lock()
 _started: SparkSession | None = None
@@ -198,6 +207,46 @@ def attach_tables(session: SparkSession, folder: Path, schema: str | None) -> li
             session.catalog.createTable(qualified, path=str(location), source="parquet")
         found.append(name)
     return found
+
+
+@contextmanager
+def gate_books(database: DatabaseConfig, *, write: bool) -> Iterator[Any]:
+    """The DuckDB file keeping the quality gate's verdicts on the member's Spark CDM.
+
+    For the node (``write=False``) it is opened read-only, and ``None`` is yielded when
+    it does not exist: no verdict was ever recorded. The data steward's gate opens it
+    for writing, creating it when absent, and waits a little while the node reads it.
+    """
+    import duckdb
+
+    settings = database.spark or SparkConfig()
+    path = settings.gate_path
+    if path is None:
+        raise DataError(
+            "this Spark member's node config names no file for its quality gate's verdicts",
+            hint="set database.spark.gate_db (a .duckdb file) in the node config",
+        )
+    if not write and not path.exists():
+        yield None
+        return
+    if write and not path.parent.is_dir():
+        raise DataError(f"cannot keep the quality gate's verdicts in {path}: no such folder")
+    deadline = time.monotonic() + (_BOOKS_WAIT_SECONDS if write else 0.0)
+    while True:
+        try:
+            connection = duckdb.connect(str(path), read_only=not write)
+            break
+        except duckdb.Error as error:
+            if time.monotonic() >= deadline:
+                raise DataError(
+                    f"cannot open the quality gate's verdicts {path}: {_first_line(error)}",
+                    hint="another process may be writing them (a steward's quality run)",
+                ) from None
+            time.sleep(0.2)
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 def _first_line(error: Exception) -> str:

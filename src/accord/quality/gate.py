@@ -12,6 +12,15 @@ Two bookkeeping tables live beside the CDM, in the member's own database:
 - ``accord_quality_submissions``: one row per submission with its decision, whether its
   data was kept, and the full report (example ids included: they never leave the member).
 
+A Spark CDM (parquet tables read in place) cannot keep them: its tables take no
+``DELETE`` and no transaction. Its verdicts are kept in a DuckDB file of their own (the
+*books*, see :class:`accord.node.config.SparkConfig`), which every function below that
+reads or writes verdicts takes as a DuckDB database; :func:`judge`, :func:`submit` and
+:func:`serving_refusal` take the Spark connection and the books (``books=``). No load
+counter covers a parquet folder, so a verdict on Spark data records a fingerprint of the
+files the checks read (their names, sizes and modification times, in a third table,
+``accord_quality_fingerprints``), and data whose files differ is not served.
+
 A load whose submission is quarantined is rolled back (see
 :meth:`accord.ingest.target.CdmTarget.load`): its rows never reach the tables analyses
 read, and the steward fixes the source and loads it again. What a node serves is decided
@@ -34,8 +43,10 @@ served at all.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,20 +54,24 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final, cast, get_args
+from urllib.parse import unquote, urlparse
 
 import yaml
+from sqlglot import exp
 
 from accord.cdm import Dialect, load_spec
 from accord.errors import DataError
 from accord.ingest.provenance import LOADS_TABLE, PROVENANCE_TABLE, SqlNames
 from accord.quality.catalogue import Check, default_catalogue
 from accord.quality.results import STATUSES, CheckResult, Decision, summary
-from accord.quality.run import find_examples, run_checks
+from accord.quality.run import Dialect as Engine
+from accord.quality.run import find_examples, present_tables, run_checks
 
 REPORT_FORMAT: Final = "accord-quality-report/1"
 HUB_FORMAT: Final = "accord-quality-status/1"
 THRESHOLDS_TABLE: Final = "accord_quality_thresholds"
 SUBMISSIONS_TABLE: Final = "accord_quality_submissions"
+FINGERPRINTS_TABLE: Final = "accord_quality_fingerprints"
 DEFAULT_EXAMPLES: Final = 5
 MAX_EXAMPLES: Final = 100
 TREND_LENGTH: Final = 12
@@ -79,11 +94,13 @@ _SUBMISSION_COLUMNS: Final = (
     ("vocabulary_version", "VARCHAR", False),
     ("report", "VARCHAR", True),
 )
+_FINGERPRINT_COLUMNS: Final = (
+    ("submission_id", "VARCHAR", True),
+    ("fingerprint", "VARCHAR", True),
+)
 _NEWEST_FIRST: Final = "seq"
-GATED_ENGINES: Final[tuple[str, ...]] = get_args(Dialect)
-"""The engines the gate runs on. A node serves no data from any other (Spark, so far):
-the gate's SQL reads ``information_schema``, which Spark does not have, and records its
-verdicts with statements Spark's tables do not take."""
+GATED_ENGINES: Final[tuple[str, ...]] = get_args(Engine)
+"""The engines the gate runs on. A node serves no data from any other."""
 _ADVISORY_LOCK: Final = 7_400_118_521
 """PostgreSQL advisory lock held while a submission is judged and recorded, so two
 submissions never judge the same data without each other's rows."""
@@ -287,7 +304,7 @@ def with_overrides(checks: Iterable[Check], changes: Iterable[Override]) -> tupl
 
 def judge(
     connection: Any,
-    dialect: Dialect,
+    dialect: Engine,
     *,
     kind: str,
     source: str,
@@ -297,11 +314,14 @@ def judge(
     database: str | None = None,
     examples: int = DEFAULT_EXAMPLES,
     today: date | None = None,
+    books: Any = None,
 ) -> Verdict:
     """Run the whole catalogue (with the member's overrides) and build the report.
 
     Reads only: call :func:`record` to keep the verdict. ``examples`` caps the record ids
-    listed per failed check (0 lists none).
+    listed per failed check (0 lists none). A Spark CDM's overrides and earlier verdicts
+    are read from ``books``; its report records the fingerprint of the files judged, and
+    files that change while they are judged are a :class:`DataError`.
     """
     if not 0 <= examples <= MAX_EXAMPLES:
         raise DataError(
@@ -309,8 +329,10 @@ def judge(
         )
     started = time.perf_counter()
     at = _iso(_utc_now())
+    kept_in, kept_dialect, kept_schema = _books(connection, dialect, schema, books)
+    fingerprint = data_fingerprint(connection, schema) if dialect == "spark" else None
     loads, vocabulary = data_state(connection, dialect, schema)
-    member_overrides = {o.check_id: o for o in overrides(connection, dialect, schema)}
+    member_overrides = {o.check_id: o for o in overrides(kept_in, kept_dialect, kept_schema)}
     checks = with_overrides(default_catalogue(), member_overrides.values())
     results = run_checks(connection, dialect, schema=schema, checks=checks, today=today)
     outcome = summary(results)
@@ -320,8 +342,13 @@ def judge(
         if examples
         else {}
     )
-    sources = _sources(connection, dialect, schema, checks, found)
-    history = submissions(connection, dialect, schema, limit=TREND_LENGTH)
+    sources = {} if dialect == "spark" else _sources(connection, dialect, schema, checks, found)
+    if fingerprint is not None and data_fingerprint(connection, schema) != fingerprint:
+        raise DataError(
+            "the CDM's files changed while they were being checked; nothing was recorded",
+            hint="run `accord quality run` again once the member's pipeline has finished",
+        )
+    history = submissions(kept_in, kept_dialect, kept_schema, limit=TREND_LENGTH)
     if member is None and history:  # a steward's re-check names the member it always was
         member = history[-1]["member"]
     previous = history[-1]["results"] if history else {}
@@ -339,6 +366,7 @@ def judge(
             # What the verdict saw: committed loads (this one included) and vocabulary.
             "loads_covered": loads + (1 if load_ids else 0),
             "vocabulary_version": vocabulary,
+            **({} if fingerprint is None else {"data_fingerprint": fingerprint}),
         },
         "kept": None,
         "decision": outcome.decision,
@@ -385,7 +413,8 @@ def record(
     """Store the verdict; ``kept`` says whether the data it judged is in the database.
 
     Submissions are numbered in the order they are recorded (``seq``), which is the order
-    every reader uses, whatever the clocks said.
+    every reader uses, whatever the clocks said. A Spark verdict is recorded in the
+    member's books (a DuckDB database), with the fingerprint of the files it judged.
     """
     ensure_tables(connection, dialect, schema)
     names = SqlNames(dialect, schema)
@@ -409,6 +438,16 @@ def record(
             json.dumps(verdict.report),
         ),
     )
+    fingerprint = submission.get("data_fingerprint")
+    if fingerprint is not None:
+        connection.execute(
+            names.create_table(FINGERPRINTS_TABLE, _FINGERPRINT_COLUMNS, ("submission_id",))
+        )
+        connection.execute(
+            f"INSERT INTO {names.table(FINGERPRINTS_TABLE)} "
+            f"({names.columns([c for c, _, _ in _FINGERPRINT_COLUMNS])}) VALUES ({p}, {p})",
+            (verdict.submission_id, fingerprint),
+        )
 
 
 def submissions(
@@ -499,7 +538,7 @@ def submit_database(
 
 def submit(
     connection: Any,
-    dialect: Dialect,
+    dialect: Engine,
     *,
     kind: str,
     source: str,
@@ -508,14 +547,39 @@ def submit(
     database: str | None = None,
     examples: int = DEFAULT_EXAMPLES,
     today: date | None = None,
+    books: Any = None,
 ) -> Verdict:
     """Judge the CDM as it stands and record the verdict, its data kept.
 
     ``connection`` is in autocommit mode. On PostgreSQL the verdict is judged and
     recorded in one transaction holding the gate's lock; on DuckDB each check runs on its
-    own, so a check that fails to run is reported as an error and the others go on.
+    own, so a check that fails to run is reported as an error and the others go on. A
+    Spark CDM's verdict is recorded in ``books`` (a DuckDB connection; the file has one
+    writer at a time), in one transaction with its fingerprint.
     """
-    ensure_tables(connection, dialect, schema)
+    kept_in, kept_dialect, kept_schema = _books(connection, dialect, schema, books)
+    ensure_tables(kept_in, kept_dialect, kept_schema)
+    if dialect == "spark":
+        verdict = judge(
+            connection,
+            dialect,
+            kind=kind,
+            source=source,
+            schema=schema,
+            member=member,
+            database=database,
+            examples=examples,
+            today=today,
+            books=kept_in,
+        )
+        kept_in.execute("BEGIN")
+        try:
+            record(kept_in, kept_dialect, verdict, kept=True)
+        except BaseException:
+            kept_in.execute("ROLLBACK")
+            raise
+        kept_in.execute("COMMIT")
+        return verdict
     transaction = dialect == "postgres"
     if transaction:
         connection.execute("BEGIN")
@@ -542,41 +606,57 @@ def submit(
     return verdict
 
 
-def serving_refusal(connection: Any, dialect: str, schema: str | None = None) -> str | None:
+def serving_refusal(
+    connection: Any, dialect: str, schema: str | None = None, *, books: Any = None
+) -> str | None:
     """Why a node must not serve this database to analyses, or ``None`` when it may.
 
     Fails closed: data no submission has judged, data whose newest verdict is
     quarantined, and data loaded after the newest verdict (a load run without the gate)
     are all withheld, and so is every database on an engine the gate cannot check (see
-    :data:`GATED_ENGINES`). The reason names no patient data.
+    :data:`GATED_ENGINES`). A Spark CDM's verdicts are read from ``books`` (``None``:
+    there are none), and its files must be the very files the verdict judged. The reason
+    names no patient data.
     """
     if dialect not in GATED_ENGINES:
         return (
             f"this member's data cannot be served: its quality gate does not run on "
             f"{dialect} databases, and no data is served without the gate's verdict"
         )
-    names = SqlNames(cast(Dialect, dialect), schema)
+    spark = dialect == "spark"
     row = None
-    if _has_table(connection, names, SUBMISSIONS_TABLE):
-        # The columns, not the report: this runs before every task.
-        columns = names.columns(["decision", "submitted_at", "loads_covered", "vocabulary_version"])
-        row = connection.execute(
-            f"SELECT {columns} FROM {names.table(SUBMISSIONS_TABLE)} "
-            f"WHERE {names.column('kept')} ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
-        ).fetchone()
+    if not spark or books is not None:
+        kept_in, kept_dialect, kept_schema = _books(
+            connection, cast(Engine, dialect), schema, books
+        )
+        names = SqlNames(kept_dialect, kept_schema)
+        if _has_table(kept_in, names, SUBMISSIONS_TABLE):
+            # The columns, not the report: this runs before every task.
+            columns = names.columns(
+                ["decision", "submitted_at", "loads_covered", "vocabulary_version", "submission_id"]
+            )
+            row = kept_in.execute(
+                f"SELECT {columns} FROM {names.table(SUBMISSIONS_TABLE)} "
+                f"WHERE {names.column('kept')} ORDER BY {names.column(_NEWEST_FIRST)} DESC LIMIT 1"
+            ).fetchone()
     if row is None:
         return (
             "this member's data has not passed the quality gate yet; "
             "its data steward runs `accord quality run`"
         )
-    decision, submitted_at, loads_covered, vocabulary_judged = row
+    decision, submitted_at, loads_covered, vocabulary_judged, submission_id = row
     if decision == "quarantined":
         return (
             f"this member's data is quarantined by its quality gate (submission of "
             f"{submitted_at:%Y-%m-%d %H:%M} UTC) until its data steward fixes and resubmits it"
         )
-    loads, vocabulary = data_state(connection, names.dialect, schema)
-    if loads != loads_covered or vocabulary != vocabulary_judged:
+    if spark:
+        judged = _fingerprint_judged(books, str(submission_id))
+        changed = judged is None or judged != data_fingerprint(connection, schema)
+    else:
+        loads, vocabulary = data_state(connection, cast(Dialect, dialect), schema)
+        changed = loads != loads_covered or vocabulary != vocabulary_judged
+    if changed:
         return (
             "this member's data or vocabulary changed after its last quality check; "
             "its data steward runs `accord quality run`"
@@ -599,11 +679,14 @@ def latest_submission_id(
 
 
 def data_state(
-    connection: Any, dialect: Dialect, schema: str | None = None
+    connection: Any, dialect: Engine, schema: str | None = None
 ) -> tuple[int, str | None]:
     """What a verdict must have seen for the node to serve: the number of committed loads
     and the vocabulary release. Counted, not timed, so no clock can make a later load
-    look covered."""
+    look covered. (A Spark CDM has no loads: its files are fingerprinted instead, see
+    :func:`data_fingerprint`.)"""
+    if dialect == "spark":
+        return 0, _spark_vocabulary(connection, schema)
     names = SqlNames(dialect, schema)
     loads = 0
     if _has_table(connection, names, LOADS_TABLE):
@@ -622,6 +705,69 @@ def data_state(
         ).fetchone()
         vocabulary = None if row is None or row[0] is None else str(row[0])
     return loads, vocabulary
+
+
+def data_fingerprint(connection: Any, schema: str | None) -> str:
+    """A digest of the files a Spark CDM's tables are read from, as Spark lists them
+    now: every CDM table's files by name, with size and modification time for files on
+    a local file system. Any file rewritten, added or removed changes it."""
+    session = connection.session
+    digest = hashlib.sha256()
+    for table in sorted(present_tables(connection, "spark", schema) & set(load_spec().tables)):
+        name = exp.table_(table, db=schema, quoted=True).sql(dialect="spark")
+        files = sorted(str(uri) for uri in session.table(name).inputFiles())
+        digest.update(json.dumps([table, [_file_state(uri) for uri in files]]).encode())
+    return digest.hexdigest()
+
+
+def _file_state(uri: str) -> list[Any]:
+    location = urlparse(uri)
+    if location.scheme not in ("", "file"):
+        return [uri]  # a cluster's file system: its file names change when rewritten
+    try:
+        status = os.stat(unquote(location.path))
+    except OSError:
+        return [uri, None, None]
+    return [uri, status.st_size, status.st_mtime_ns]
+
+
+def _spark_vocabulary(connection: Any, schema: str | None) -> str | None:
+    if "vocabulary" not in present_tables(connection, "spark", schema):
+        return None
+    query = (
+        exp.select(exp.column("vocabulary_version", quoted=True))
+        .from_(exp.table_("vocabulary", db=schema, quoted=True))
+        .where(exp.column("vocabulary_id", quoted=True).eq(exp.Literal.string("None")))
+    )
+    row = connection.execute(query.sql(dialect="spark")).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
+
+
+def _fingerprint_judged(books: Any, submission_id: str) -> str | None:
+    """The fingerprint of the files a Spark verdict judged (``None``: none recorded)."""
+    names = SqlNames("duckdb")
+    if not _has_table(books, names, FINGERPRINTS_TABLE):
+        return None
+    row = books.execute(
+        f"SELECT {names.column('fingerprint')} FROM {names.table(FINGERPRINTS_TABLE)} "
+        f"WHERE {names.column('submission_id')} = {names.param}",
+        (submission_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _books(
+    connection: Any, dialect: Engine, schema: str | None, books: Any
+) -> tuple[Any, Dialect, str | None]:
+    """Where the verdicts on this CDM are kept: beside it, or for Spark in its books."""
+    if dialect != "spark":
+        return connection, dialect, schema
+    if books is None:
+        raise DataError(
+            "a Spark CDM's quality verdicts are kept in a DuckDB file, and none was given",
+            hint="set database.spark.gate_db in the node config (or database.spark.tables)",
+        )
+    return books, "duckdb", None
 
 
 def lock_for_judging(connection: Any, dialect: Dialect) -> None:

@@ -11,8 +11,9 @@ others still report. :func:`find_examples` reuses the same conditions to list th
 primary keys of violating rows.
 
 Type checks read no rows to decide: one ``information_schema.columns`` query per run
-gives every column's declared type, and a column whose type cannot hold its CDM datatype
-counts its filled-in values as violating.
+(on Spark, which has no ``information_schema``, ``SHOW TABLES`` and one ``DESCRIBE TABLE``
+per CDM table) gives every column's declared type, and a column whose type cannot hold
+its CDM datatype counts its filled-in values as violating.
 
 SQL is built as SQLGlot expressions: names reach the database as quoted identifiers and
 only constants from the catalogue and :mod:`accord.quality.plausibility` (years, concept
@@ -24,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from sqlglot import exp
 
-from accord.cdm import Dialect, load_spec
+from accord.cdm import load_spec
 from accord.cdm.spec import BaseType
 from accord.errors import DataError
 from accord.quality.catalogue import (
@@ -46,6 +47,10 @@ _ROW: Final = "t"
 _REF: Final = "r"
 _SUB: Final = "a"
 _ERROR_CHARS: Final = 200
+
+Dialect = Literal["duckdb", "postgres", "spark"]
+"""The engines the checks run on (a Spark CDM is read through
+:class:`accord.node.spark.SparkConnection`)."""
 
 # Declared column types (lower case, without length or precision) that can hold each
 # CDM datatype; anything else is a type violation.
@@ -65,6 +70,7 @@ _COMPATIBLE: Final[dict[BaseType, frozenset[str]]] = {
         {
             "timestamp", "timestamp without time zone", "timestamp with time zone",
             "timestamptz", "datetime", "timestamp_s", "timestamp_ms", "timestamp_ns",
+            "timestamp_ntz", "timestamp_ltz",
         }
     ),
     "varchar": frozenset(
@@ -102,8 +108,8 @@ def run_checks(
     """Run ``checks`` (default: the whole catalogue) and return one result per check,
     in the order given.
 
-    ``connection`` is a DuckDB or psycopg connection. ``today`` (default: the current
-    date) is the date no event may be later than. Raises :class:`DataError` naming the
+    ``connection`` is a DuckDB or psycopg connection, or a Spark one. ``today`` (default:
+    the current date) is the date no event may be later than. Raises :class:`DataError` naming the
     tables the checks need that the database does not have.
 
     >>> import duckdb
@@ -343,13 +349,40 @@ def _catalog(
     return [tuple(row[2:]) for row in rows if row[0] == (schema or row[1])]
 
 
+def present_tables(connection: Any, dialect: Dialect, schema: str | None) -> set[str]:
+    """The tables of ``schema`` (default: the current one), by name."""
+    if dialect == "spark":
+        return {str(row[1]) for row in _spark_tables(connection, schema) if not row[2]}
+    return {str(name) for (name,) in _catalog(connection, dialect, schema, "tables", "table_name")}
+
+
+def _spark_tables(connection: Any, schema: str | None) -> list[tuple[Any, ...]]:
+    """``SHOW TABLES`` of a Spark database: (database, table, is temporary) per table."""
+    statement = "SHOW TABLES"
+    if schema is not None:
+        statement += " IN " + exp.to_identifier(schema, quoted=True).sql(dialect="spark")
+    return [tuple(row) for row in connection.execute(statement).fetchall()]
+
+
+def _spark_declared_types(connection: Any, schema: str | None) -> list[tuple[str, str, str]]:
+    """(table, column, type) for every column of the CDM tables of a Spark database."""
+    spec = load_spec()
+    found = []
+    for table in sorted(present_tables(connection, "spark", schema) & set(spec.tables)):
+        name = exp.table_(table, db=schema, quoted=True).sql(dialect="spark")
+        for row in connection.execute(f"DESCRIBE TABLE {name}").fetchall():
+            column, kind = str(row[0]), str(row[1] or "")
+            if not column or column.startswith("#"):
+                break  # partitioning and other details follow the columns
+            found.append((table, column, kind))
+    return found
+
+
 def _require_tables(
     connection: Any, dialect: Dialect, schema: str | None, checks: Sequence[Check]
 ) -> None:
     needed = set().union(*(_tables_read(check) for check in checks))
-    present = {
-        str(name) for (name,) in _catalog(connection, dialect, schema, "tables", "table_name")
-    }
+    present = present_tables(connection, dialect, schema)
     missing = sorted(needed - present)
     if missing:
         place = f"schema {schema!r}" if schema is not None else "the database"
@@ -362,9 +395,12 @@ def _require_tables(
 def _declared_types(
     connection: Any, dialect: Dialect, schema: str | None
 ) -> dict[tuple[str, str], str]:
-    rows = _catalog(
-        connection, dialect, schema, "columns", "table_name", "column_name", "data_type"
-    )
+    if dialect == "spark":
+        rows: list[tuple[Any, ...]] = list(_spark_declared_types(connection, schema))
+    else:
+        rows = _catalog(
+            connection, dialect, schema, "columns", "table_name", "column_name", "data_type"
+        )
     return {
         (str(table), str(column)): str(kind).split("(", 1)[0].strip().lower()
         for table, column, kind in rows

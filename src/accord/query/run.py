@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlglot import exp
 
 from accord.errors import DataError
 from accord.query.compiler import ConsentHook
@@ -90,7 +91,7 @@ def run_design(
 
 
 def unknown_concepts(
-    connection: Connection, query: Analysis, *, schema: str | None = None
+    connection: Connection, query: Analysis, dialect: Dialect, *, schema: str | None = None
 ) -> list[str]:
     """A problem for each concept id of ``query`` that the member's vocabulary (its
     ``concept`` table) lacks, with its path in the query's JSON."""
@@ -98,9 +99,14 @@ def unknown_concepts(
     ids = sorted({c for _, c in wanted})
     if not ids:
         return []
-    table = f'"{schema}".concept' if schema else "concept"
-    # The ids are validated ints (positive, 32-bit), so they are written as numbers.
-    sql = f"SELECT concept_id FROM {table} WHERE concept_id IN ({', '.join(map(str, ids))})"
+    table = exp.table_("concept", db=schema, quoted=True)
+    column = exp.column("concept_id")
+    sql = (
+        exp.select(column)
+        .from_(table)
+        .where(column.isin(*(exp.Literal.number(c) for c in ids)))
+        .sql(dialect=dialect)
+    )
     try:
         known = {int(row[0]) for row in connection.execute(sql).fetchall()}
     except _database_errors() as error:
