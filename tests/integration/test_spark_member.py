@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from accord.cdm import load_spec
 from accord.cli import app
-from accord.node.config import DatabaseConfig, DisclosureConfig, SparkConfig, load_node_config
 from accord.node.answers import Refusal
+from accord.node.config import DatabaseConfig, DisclosureConfig, SparkConfig, load_node_config
 from accord.node.executor import MemberDatabase, execute
 from accord.query.run import run_count
 from accord.query.scenarios import trial_recruitment
