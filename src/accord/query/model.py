@@ -729,12 +729,9 @@ class CountBy(Node):
 
 
 @dataclass(frozen=True)
-class Histogram(Node):
-    """How many persons' ``variable`` falls in each bin of ``edges``, agreed before any
-    data is read: bins are ``[e_i, e_i+1)``, the last one closed; values outside the edges
-    and unknown values are counted apart."""
+class OnEdges(Node):
+    """An analysis of one variable on bin edges agreed before any data is read."""
 
-    TYPE: ClassVar[str] = "histogram"
     CATEGORY: ClassVar[str] = "analysis"
 
     cohort: Cohort = field(metadata=_COHORT)
@@ -747,21 +744,21 @@ class Histogram(Node):
 
 
 @dataclass(frozen=True)
-class Summary(Node):
+class Histogram(OnEdges):
+    """How many persons' ``variable`` falls in each bin of ``edges``: bins are
+    ``[e_i, e_i+1)``, the last one closed; values outside the edges and unknown values
+    are counted apart."""
+
+    TYPE: ClassVar[str] = "histogram"
+
+
+@dataclass(frozen=True)
+class Summary(OnEdges):
     """Summary statistics of ``variable`` over the cohort's persons with a known value:
     n, mean and standard deviation from summed moments, quantiles from the histogram on
     ``edges`` (so good to one bin's width)."""
 
     TYPE: ClassVar[str] = "summary"
-    CATEGORY: ClassVar[str] = "analysis"
-
-    cohort: Cohort = field(metadata=_COHORT)
-    variable: Variable = field(metadata=_VARIABLE)
-    edges: tuple[float, ...] = field(metadata=_EDGES)
-
-    @classmethod
-    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
-        return _edges_increase(values, path)
 
     @property
     def shift(self) -> float:
