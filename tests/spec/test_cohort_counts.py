@@ -1,24 +1,40 @@
-"""What a cohort count means, written once and checked on every engine.
-
-Each case is data: the CDM rows, the query, and the count worked out by hand. The same
-cases also check the plain-Python reference engine, so engine and oracle are held to
-the same hand-computed answers.
-"""
+"""What a cohort count means, written once and checked on every engine: criteria read at
+the cohort's ``as_of`` date (cases with an entry event are in test_entry_counts.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
-import pytest
+from cohort_cases import (
+    ACE_INHIBITOR,
+    ALWAYS,
+    AS_OF,
+    BETA_BLOCKER_INGREDIENT,
+    BETA_BLOCKER_TABLET,
+    CIGARETTES_PER_DAY,
+    COLONOSCOPY,
+    DIABETES,
+    HYPERTENSION_CHILD,
+    HYPERTENSION_GRANDCHILD,
+    INPATIENT,
+    KILOPASCAL,
+    LATER,
+    MM_HG,
+    OUTPATIENT,
+    PER_DAY,
+    SMOKER,
+    SYSTOLIC_BP,
+    VOCABULARY,
+    Case,
+    check_cases,
+    count,
+    day,
+    persons,
+)
 
 from accord.query import (
-    CountPersons,
-    Criterion,
     age_between,
-    cohort,
     concepts,
-    count_persons,
     has_condition,
     has_drug,
     has_measurement,
@@ -28,20 +44,15 @@ from accord.query.builders import (
     all_of,
     any_of,
     at_least_of,
-    entry,
     has_observation,
     has_procedure,
     has_visit,
     in_observation,
 )
-from accord.query.model import Entry
 from accord.query.scenarios import trial_recruitment
 from accord.vocab.concepts import BETA_BLOCKERS, HYPERTENSION
 from cdm_testing import (
     FEMALE,
-    Tables,
-    TestEngine,
-    ancestor,
     condition,
     drug,
     measurement,
@@ -51,75 +62,6 @@ from cdm_testing import (
     procedure,
     visit,
 )
-from reference_engine import reference_count
-
-AS_OF = date(2025, 12, 31)
-LATER = date(2026, 3, 1)
-
-# Made-up concept ids standing in for the vocabulary around the scenario's concepts.
-HYPERTENSION_CHILD = 900_001  # e.g. a subtype of essential hypertension
-HYPERTENSION_GRANDCHILD = 900_002
-DIABETES = 900_010
-BETA_BLOCKER_INGREDIENT = 900_020  # an ingredient under ATC C07
-BETA_BLOCKER_TABLET = 900_021  # a clinical drug of that ingredient
-ACE_INHIBITOR = 900_030
-SYSTOLIC_BP = 900_040
-MM_HG = 900_050  # a unit
-KILOPASCAL = 900_051
-COLONOSCOPY = 900_060  # a procedure
-INPATIENT = 900_070  # kinds of visit
-OUTPATIENT = 900_071
-SMOKER = 900_080  # an observation
-CIGARETTES_PER_DAY = 900_081
-PER_DAY = 900_082  # a unit
-HOSPITAL_DISCHARGE = 900_090  # an entry event
-
-VOCABULARY = [
-    ancestor(HYPERTENSION, HYPERTENSION_CHILD),
-    ancestor(HYPERTENSION_CHILD, HYPERTENSION_GRANDCHILD),
-    ancestor(HYPERTENSION, HYPERTENSION_GRANDCHILD, levels=2),
-    ancestor(BETA_BLOCKERS, BETA_BLOCKER_INGREDIENT),
-    ancestor(BETA_BLOCKER_INGREDIENT, BETA_BLOCKER_TABLET),
-    ancestor(BETA_BLOCKERS, BETA_BLOCKER_TABLET, levels=2),
-]
-
-
-@dataclass(frozen=True)
-class Case:
-    tables: Tables
-    query: CountPersons
-    expected: int
-
-
-def count(*criteria: Criterion, entering: Entry | None = None) -> CountPersons:
-    return count_persons(cohort(*criteria, as_of=AS_OF, entry=entering))
-
-
-def day(offset: int, of: date = AS_OF) -> date:
-    """The day ``offset`` days from ``of`` (by default from as_of)."""
-    return of + timedelta(days=offset)
-
-
-def persons(*ids: int) -> list[dict[str, object]]:
-    return [person(i, born=1970) for i in ids]
-
-
-# Observed from long before every date in these cases to long after.
-ALWAYS = date(2000, 1, 1), date(2040, 12, 31)
-# An index date for cases with an entry: a discharge in the middle of the year.
-DISCHARGED = date(2025, 6, 1)
-DISCHARGE = entry(has_condition(HOSPITAL_DISCHARGE))
-
-
-def observed(*ids: int) -> list[dict[str, object]]:
-    """An observation period for each person, from long before to long after."""
-    return [observation_period(i, *ALWAYS) for i in ids]
-
-
-def after(offset: int) -> date:
-    """The day ``offset`` days from the discharge (before it when negative)."""
-    return day(offset, DISCHARGED)
-
 
 CASES = {
     "age bounds are inclusive at 45 and 75, 44 and 76 are out": Case(
@@ -596,231 +538,6 @@ CASES = {
         count(at_least_of(1, ~has_condition(DIABETES), ~has_drug(ACE_INHIBITOR))),
         expected=2,
     ),
-    # Entry: each person's index date is their first entry event
-    "with an entry only persons with an entry event on or before as_of are counted": Case(
-        {
-            "person": persons(1, 2, 3),
-            "condition_occurrence": [
-                condition(1, HOSPITAL_DISCHARGE, on=DISCHARGED),
-                condition(3, HOSPITAL_DISCHARGE, on=LATER),
-            ],
-            "observation_period": observed(1, 2, 3),
-        },
-        count(entering=DISCHARGE),
-        expected=1,
-    ),
-    "the first entry event is the index date": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=on)
-                for i in (1, 2)
-                for on in (DISCHARGED, after(100))
-            ],
-            "drug_exposure": [
-                drug(1, ACE_INHIBITOR, on=DISCHARGED),
-                drug(2, ACE_INHIBITOR, on=after(100)),
-            ],
-            "observation_period": observed(1, 2),
-        },
-        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
-        expected=1,
-    ),
-    "the index date is the first event of any of the entry's kinds": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
-            ],
-            "procedure_occurrence": [procedure(i, COLONOSCOPY, on=after(-10)) for i in (1, 2)],
-            "drug_exposure": [
-                drug(1, ACE_INHIBITOR, on=after(-10)),
-                drug(2, ACE_INHIBITOR, on=DISCHARGED),
-            ],
-            "observation_period": observed(1, 2),
-        },
-        count(
-            has_drug(ACE_INHIBITOR, days=(0, 0)),
-            entering=entry(has_condition(HOSPITAL_DISCHARGE), has_procedure(COLONOSCOPY)),
-        ),
-        expected=1,
-    ),
-    "an entry event outside every observation period is passed over for a later one": Case(
-        {
-            "person": persons(1, 2, 3),
-            "condition_occurrence": [
-                condition(1, HOSPITAL_DISCHARGE, on=date(2024, 1, 1)),
-                condition(1, HOSPITAL_DISCHARGE, on=DISCHARGED),
-                condition(2, HOSPITAL_DISCHARGE, on=date(2024, 1, 1)),
-                condition(3, HOSPITAL_DISCHARGE, on=DISCHARGED),
-            ],
-            "drug_exposure": [drug(i, ACE_INHIBITOR, on=DISCHARGED) for i in (1, 2, 3)],
-            "observation_period": [
-                observation_period(1, date(2025, 1, 1), ALWAYS[1]),
-                observation_period(2, date(2025, 1, 1), ALWAYS[1]),
-            ],
-        },
-        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
-        expected=1,
-    ),
-    "an entry event after as_of is passed over, even in an observation period": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(1, HOSPITAL_DISCHARGE, on=LATER),
-                condition(2, HOSPITAL_DISCHARGE, on=LATER),
-                condition(2, HOSPITAL_DISCHARGE, on=DISCHARGED),
-            ],
-            "drug_exposure": [drug(2, ACE_INHIBITOR, on=DISCHARGED)],
-            "observation_period": observed(1, 2),
-        },
-        count(has_drug(ACE_INHIBITOR, days=(0, 0)), entering=DISCHARGE),
-        expected=1,
-    ),
-    "prior_days: a period starting 365 days before the entry event is enough, 364 not": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
-            ],
-            "observation_period": [
-                observation_period(1, after(-365), ALWAYS[1]),
-                observation_period(2, after(-364), ALWAYS[1]),
-            ],
-        },
-        count(entering=entry(has_condition(HOSPITAL_DISCHARGE), prior_days=365)),
-        expected=1,
-    ),
-    "post_days: a period ending 365 days after the entry event is enough, past as_of too": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
-            ],
-            "observation_period": [
-                observation_period(1, ALWAYS[0], after(365)),
-                observation_period(2, ALWAYS[0], after(364)),
-            ],
-        },
-        count(entering=entry(has_condition(HOSPITAL_DISCHARGE), post_days=365)),
-        expected=1,
-    ),
-    "entry on a measurement in range: none out of range or without a value": Case(
-        {
-            "person": persons(1, 2, 3),
-            "measurement": [
-                measurement(1, SYSTOLIC_BP, 150, on=DISCHARGED),
-                measurement(2, SYSTOLIC_BP, 130, on=DISCHARGED),
-                measurement(3, SYSTOLIC_BP, None, on=DISCHARGED),
-            ],
-            "observation_period": observed(1, 2, 3),
-        },
-        count(entering=entry(has_measurement(SYSTOLIC_BP, min_value=140))),
-        expected=1,
-    ),
-    "age is taken at the index date, not at as_of": Case(
-        {
-            # 50 when discharged in 2010 (65 at as_of); 35 then (50 at as_of).
-            "person": [person(1, born=1960), person(2, born=1975)],
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=date(2010, 6, 1)) for i in (1, 2)
-            ],
-            "observation_period": observed(1, 2),
-        },
-        count(age_between(45, 55), entering=DISCHARGE),
-        expected=1,
-    ),
-    "a window before the index date counts from it: the month before the discharge": Case(
-        {
-            "person": persons(1, 2, 3),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3)
-            ],
-            "drug_exposure": [
-                drug(1, ACE_INHIBITOR, on=after(-30)),
-                drug(2, ACE_INHIBITOR, on=after(0)),
-                drug(3, ACE_INHIBITOR, on=after(-31)),
-            ],
-            "observation_period": observed(1, 2, 3),
-        },
-        count(has_drug(ACE_INHIBITOR, days=(-30, -1)), entering=DISCHARGE),
-        expected=1,
-    ),
-    "a window after the index date, days 1 to 30: the index date itself is not in it": Case(
-        {
-            "person": persons(1, 2, 3, 4),
-            "condition_occurrence": [
-                *[condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3, 4)],
-                condition(1, DIABETES, on=after(1)),
-                condition(2, DIABETES, on=after(0)),
-                condition(3, DIABETES, on=after(30)),
-                condition(4, DIABETES, on=after(31)),
-            ],
-            "observation_period": observed(1, 2, 3, 4),
-        },
-        count(has_condition(DIABETES, days=(1, 30)), entering=DISCHARGE),
-        expected=2,
-    ),
-    "records after as_of never count, even inside a window after the index date": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                *[condition(i, HOSPITAL_DISCHARGE, on=day(-10)) for i in (1, 2)],
-                condition(1, DIABETES, on=day(5)),
-                condition(2, DIABETES, on=day(-5)),
-            ],
-            "observation_period": observed(1, 2),
-        },
-        count(has_condition(DIABETES, days=(1, 30)), entering=DISCHARGE),
-        expected=1,
-    ),
-    "no diabetes in the year after entry (max_count 0); diabetes before it does not matter": Case(
-        {
-            "person": persons(1, 2, 3),
-            "condition_occurrence": [
-                *[condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2, 3)],
-                condition(1, DIABETES, on=after(-10)),
-                condition(2, DIABETES, on=after(10)),
-            ],
-            "observation_period": observed(1, 2, 3),
-        },
-        count(has_condition(DIABETES, at_least=0, at_most=0, days=(1, 365)), entering=DISCHARGE),
-        expected=2,
-    ),
-    "observed 100 days after the index date, not after as_of": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [
-                condition(i, HOSPITAL_DISCHARGE, on=DISCHARGED) for i in (1, 2)
-            ],
-            "observation_period": [
-                observation_period(1, date(2025, 1, 1), after(100)),
-                observation_period(2, date(2025, 1, 1), after(99)),
-            ],
-        },
-        count(in_observation(post_days=100), entering=DISCHARGE),
-        expected=1,
-    ),
-    "a person who never entered is not counted, whatever a negation says": Case(
-        {
-            "person": persons(1, 2),
-            "condition_occurrence": [condition(2, HOSPITAL_DISCHARGE, on=DISCHARGED)],
-            "observation_period": observed(1, 2),
-        },
-        count(~has_condition(DIABETES), entering=DISCHARGE),
-        expected=1,
-    ),
 }
 
-cases = pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-
-
-@cases
-def test_engine_count(engine: TestEngine, case: Case) -> None:
-    engine.load(case.tables)
-    assert engine.count(case.query) == case.expected
-
-
-@cases
-def test_reference_engine_count(case: Case) -> None:
-    assert reference_count(case.tables, case.query) == case.expected
+test_engine_count, test_reference_engine_count = check_cases(CASES)

@@ -24,7 +24,7 @@ from accord.query import (
 )
 from accord.query.compiler import BaseCompiler
 from accord.query.engines import ENGINES
-from accord.query.model import node_types
+from accord.query.nodes import node_types
 from accord.query.run import run_count
 from accord.query.scenarios import trial_recruitment
 from query_strategies import queries

@@ -32,13 +32,12 @@ from accord.query.model import (
     HasDrugExposure,
     HasMeasurement,
     Indicator,
-    Node,
     Not,
-    QueryValidationError,
     SexIs,
     Variable,
     query_from_json,
 )
+from accord.query.nodes import Node, QueryValidationError
 
 __all__ = [
     "Age",

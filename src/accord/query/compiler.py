@@ -68,7 +68,6 @@ from accord.query.model import (
     InObservation,
     KaplanMeier,
     MeasurementValue,
-    Node,
     Not,
     Sex,
     SexIs,
@@ -76,6 +75,7 @@ from accord.query.model import (
     ValuedEventCriterion,
     Variable,
 )
+from accord.query.nodes import Node
 
 
 @dataclass(frozen=True)

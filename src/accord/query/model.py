@@ -18,11 +18,10 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, ClassVar, Self, TypeAlias, cast
+from typing import Any, ClassVar, TypeAlias, cast
 
-from accord.errors import QueryError
 from accord.query.kinds import (
     MAX_BINS,
     MAX_CONCEPT_IDS,
@@ -36,229 +35,29 @@ from accord.query.kinds import (
     ConceptIds,
     Date,
     Integer,
-    Kind,
     Number,
     Numbers,
     at,
     show,
-    where,
+)
+from accord.query.nodes import (
+    Child,
+    Children,
+    Node,
+    QueryValidationError,
+    decode_node,
+    meta,
+    node_types,
 )
 
-
-class QueryValidationError(QueryError):
-    """A query failed validation; ``problems`` lists each one with its JSON path."""
-
-    # A document built to fail everywhere should not make a megabyte-long message.
-    SHOWN: ClassVar[int] = 50
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        self.problems = tuple(problems)
-        count = len(self.problems)
-        noun = "problem" if count == 1 else "problems"
-        shown = list(self.problems[: self.SHOWN])
-        if count > self.SHOWN:
-            shown.append(f"and {count - self.SHOWN} more")
-        super().__init__(f"invalid query ({count} {noun}): " + "; ".join(shown))
-
-
-class Node:
-    """Base of every query node: validation, JSON encoding and decoding.
-
-    A subclass is a frozen dataclass whose fields carry their ``Kind`` in the field
-    metadata; ``TYPE`` is the JSON discriminator and ``CATEGORY`` says where in a tree
-    the node may stand.
-    """
-
-    TYPE: ClassVar[str]
-    CATEGORY: ClassVar[str]
-    _registry: ClassVar[dict[str, type[Node]]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "TYPE" in cls.__dict__:
-            Node._registry[cls.TYPE] = cls
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        good: dict[str, Any] = {}
-        for f in fields(cast(Any, self)):
-            value = getattr(self, f.name)
-            found = _kind(f.metadata).check(value, f.name)
-            problems += found
-            if not found:
-                good[f.name] = value
-        problems += self.relations(good, "")
-        if problems:
-            raise QueryValidationError(problems)
-
-    @classmethod
-    def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
-        """Checks across fields; ``values`` holds only the fields that are valid alone."""
-        return []
-
-    def concept_paths(self, path: str = "") -> list[tuple[str, int]]:
-        """Every concept id in this tree with its JSON path, so a member can name each
-        one its vocabulary lacks: ``("cohort.criteria[0].concepts.ids[1]", 201826)``."""
-        found: list[tuple[str, int]] = []
-        for f in fields(cast(Any, self)):
-            value, here = getattr(self, f.name), at(path, f.name)
-            kind = _kind(f.metadata)
-            if isinstance(kind, ConceptIds):
-                found += [(f"{here}[{i}]", c) for i, c in enumerate(value)]
-            elif isinstance(value, Node):
-                found += value.concept_paths(here)
-            elif isinstance(value, tuple):
-                for i, item in enumerate(value):
-                    if isinstance(item, Node):
-                        found += item.concept_paths(f"{here}[{i}]")
-        return found
-
-    def to_json(self) -> dict[str, Any]:
-        """This node as JSON-ready data, every field spelled out (defaults included)."""
-        encoded: dict[str, Any] = {"type": self.TYPE}
-        for f in fields(cast(Any, self)):
-            encoded[f.name] = _kind(f.metadata).encode(getattr(self, f.name))
-        return encoded
-
-    @classmethod
-    def from_json(cls, obj: object) -> Self:
-        """Decode and validate ``obj``; raise ``QueryValidationError`` with every problem."""
-        allowed = (cls,) if "TYPE" in cls.__dict__ else node_types(cls.CATEGORY)
-        problems: list[str] = []
-        node = decode_node(obj, "", allowed, problems, depth=0)
-        if problems or node is None:
-            raise QueryValidationError(problems)
-        return cast(Self, node)
-
-
-def node_types(category: str) -> tuple[type[Node], ...]:
-    """Every registered node type of a category, in registration order."""
-    return tuple(c for c in Node._registry.values() if category == c.CATEGORY)
-
-
-def _kind(metadata: Mapping[str, Any]) -> Kind:
-    return cast(Kind, metadata["kind"])
-
-
-def decode_node(
-    raw: object,
-    path: str,
-    allowed: tuple[type[Node], ...],
-    problems: list[str],
-    *,
-    depth: int,
-) -> Node | None:
-    """Decode one node of one of the ``allowed`` types, appending problems found."""
-    names = ", ".join(repr(c.TYPE) for c in allowed)
-    if depth > MAX_DEPTH:
-        problems.append(f"{where(path)}: nested more than {MAX_DEPTH} levels deep")
-        return None
-    if not isinstance(raw, Mapping):
-        kind = "of type" if len(allowed) == 1 else "of one of the types"
-        problems.append(f"{where(path)}: expected an object {kind} {names}, got {show(raw)}")
-        return None
-    cls = next((c for c in allowed if raw.get("type") == c.TYPE), None)
-    if cls is None:
-        got = f"got {show(raw['type'])}" if "type" in raw else "field missing"
-        problems.append(f"{at(path, 'type')}: expected one of {names}, {got}")
-        return None
-    before = len(problems)
-    values: dict[str, Any] = {}
-    known = {"type"}
-    for f in fields(cast(Any, cls)):
-        known.add(f.name)
-        field_path = at(path, f.name)
-        if f.name not in raw:
-            if f.default is MISSING:
-                problems.append(f"{field_path}: required field missing")
-            else:
-                values[f.name] = f.default
-            continue
-        found: list[str] = []
-        value = _kind(f.metadata).decode(raw[f.name], field_path, found, depth + 1)
-        problems += found
-        if not found:
-            values[f.name] = value
-    problems += [f"{at(path, str(k))}: unknown field" for k in raw if k not in known]
-    problems += cls.relations(values, path)
-    if len(problems) > before:
-        return None
-    return cls(**values)
-
-
-class Child(Kind):
-    """A field holding one node of a category."""
-
-    def __init__(self, category: str, what: str, *, optional: bool = False) -> None:
-        self.category = category
-        self.what = what
-        self.optional = optional
-
-    def check(self, value: object, path: str) -> list[str]:
-        if isinstance(value, node_types(self.category)) or (value is None and self.optional):
-            return []
-        return [f"{path}: expected {self.what}, got {type(value).__name__}"]
-
-    def decode(self, raw: object, path: str, problems: list[str], depth: int) -> object:
-        if raw is None and self.optional:
-            return None
-        return decode_node(raw, path, node_types(self.category), problems, depth=depth)
-
-    def encode(self, value: Any) -> Any:
-        return None if value is None else cast(Node, value).to_json()
-
-
-class Children(Kind):
-    """A field holding a tuple of nodes of a category."""
-
-    def __init__(self, category: str, item: str, items: str, *, most: int) -> None:
-        self.category = category
-        self.item = item
-        self.items = items
-        self.most = most
-
-    def check(self, value: object, path: str) -> list[str]:
-        if not isinstance(value, tuple):
-            return [f"{path}: expected a tuple of {self.items}, got {type(value).__name__}"]
-        allowed = node_types(self.category)
-        problems = [
-            f"{path}[{i}]: expected {self.item}, got {type(item).__name__}"
-            for i, item in enumerate(value)
-            if not isinstance(item, allowed)
-        ]
-        if len(value) > self.most:
-            problems.append(f"{path}: at most {self.most} allowed, got {len(value)}")
-        return problems
-
-    def decode(self, raw: object, path: str, problems: list[str], depth: int) -> object:
-        if not isinstance(raw, list):
-            problems.append(f"{path}: expected a list of {self.items}, got {show(raw)}")
-            return None
-        if len(raw) > self.most:
-            problems.append(f"{path}: at most {self.most} allowed, got {len(raw)}")
-            return None
-        allowed = node_types(self.category)
-        return tuple(
-            decode_node(item, f"{path}[{i}]", allowed, problems, depth=depth)
-            for i, item in enumerate(raw)
-        )
-
-    def encode(self, value: Any) -> Any:
-        return [cast(Node, item).to_json() for item in value]
-
-
-def _meta(kind: Kind) -> dict[str, Kind]:
-    return {"kind": kind}
-
-
-_CONCEPT_IDS = _meta(ConceptIds(required=True, most=MAX_CONCEPT_IDS))
-_OPTIONAL_IDS = _meta(ConceptIds(required=False, most=MAX_CONCEPT_IDS))
-_AGE = _meta(Integer(0, 150, "an age in whole years from 0 to 150"))
-_MIN_COUNT = _meta(Integer(0, 10_000, "a number of records from 0 to 10000"))
-_MAX_COUNT = _meta(
+_CONCEPT_IDS = meta(ConceptIds(required=True, most=MAX_CONCEPT_IDS))
+_OPTIONAL_IDS = meta(ConceptIds(required=False, most=MAX_CONCEPT_IDS))
+_AGE = meta(Integer(0, 150, "an age in whole years from 0 to 150"))
+_MIN_COUNT = meta(Integer(0, 10_000, "a number of records from 0 to 10000"))
+_MAX_COUNT = meta(
     Integer(0, 10_000, "a number of records from 0 to 10000, or null for no limit", optional=True)
 )
-_DAY = _meta(
+_DAY = meta(
     Integer(
         -MAX_DAYS,
         MAX_DAYS,
@@ -266,11 +65,11 @@ _DAY = _meta(
         optional=True,
     )
 )
-_DAYS = _meta(Integer(0, MAX_DAYS, f"a number of days from 0 to {MAX_DAYS}"))
-_CONCEPT_SET = _meta(Child("concept_set", "a ConceptSet"))
-_CRITERION = _meta(Child("criterion", "a criterion"))
-_COHORT = _meta(Child("cohort", "a Cohort"))
-_CRITERIA = _meta(Children("criterion", "a criterion", "criteria", most=MAX_CRITERIA))
+_DAYS = meta(Integer(0, MAX_DAYS, f"a number of days from 0 to {MAX_DAYS}"))
+_CONCEPT_SET = meta(Child("concept_set", "a ConceptSet"))
+_CRITERION = meta(Child("criterion", "a criterion"))
+_COHORT = meta(Child("cohort", "a Cohort"))
+_CRITERIA = meta(Children("criterion", "a criterion", "criteria", most=MAX_CRITERIA))
 
 
 def _bounds_in_order(values: Mapping[str, Any], path: str, low: str, high: str) -> list[str]:
@@ -292,7 +91,7 @@ class ConceptSet(Node):
     CATEGORY: ClassVar[str] = "concept_set"
 
     ids: tuple[int, ...] = field(metadata=_CONCEPT_IDS)
-    include_descendants: bool = field(default=True, metadata=_meta(Boolean()))
+    include_descendants: bool = field(default=True, metadata=meta(Boolean()))
     exclude: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS)
 
     @classmethod
@@ -407,8 +206,8 @@ class ValuedEventCriterion(EventCriterion):
     With a bound given, records without a numeric value do not match.
     """
 
-    min_value: float | None = field(default=None, metadata=_meta(Number()), kw_only=True)
-    max_value: float | None = field(default=None, metadata=_meta(Number()), kw_only=True)
+    min_value: float | None = field(default=None, metadata=meta(Number()), kw_only=True)
+    max_value: float | None = field(default=None, metadata=meta(Number()), kw_only=True)
     unit_concept_ids: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS, kw_only=True)
 
     @classmethod
@@ -481,7 +280,7 @@ class AtLeastOf(Criterion):
 
     TYPE: ClassVar[str] = "at_least_of"
 
-    count: int = field(metadata=_meta(Integer(1, MAX_CRITERIA, "a number of criteria")))
+    count: int = field(metadata=meta(Integer(1, MAX_CRITERIA, "a number of criteria")))
     criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
 
     @classmethod
@@ -505,7 +304,7 @@ class Entry(Node):
     CATEGORY: ClassVar[str] = "entry"
 
     events: tuple[Criterion, ...] = field(
-        metadata=_meta(Children("criterion", "an event criterion", "events", most=MAX_CRITERIA))
+        metadata=meta(Children("criterion", "an event criterion", "events", most=MAX_CRITERIA))
     )
     prior_days: int = field(default=0, metadata=_DAYS)
     post_days: int = field(default=0, metadata=_DAYS)
@@ -550,9 +349,9 @@ class Cohort(Node):
     CATEGORY: ClassVar[str] = "cohort"
 
     criteria: tuple[Criterion, ...] = field(metadata=_CRITERIA)
-    as_of: date = field(metadata=_meta(Date()))
+    as_of: date = field(metadata=meta(Date()))
     entry: Entry | None = field(
-        default=None, metadata=_meta(Child("entry", "an Entry", optional=True))
+        default=None, metadata=meta(Child("entry", "an Entry", optional=True))
     )
 
 
@@ -593,7 +392,7 @@ class AgeGroup(Variable):
 
     TYPE: ClassVar[str] = "age_group"
 
-    width: int = field(default=10, metadata=_meta(Integer(1, 150, "a width in years, 1 to 150")))
+    width: int = field(default=10, metadata=meta(Integer(1, 150, "a width in years, 1 to 150")))
 
     @property
     def label(self) -> str:
@@ -636,7 +435,7 @@ class MeasurementValue(Variable):
 
     concepts: ConceptSet = field(metadata=_CONCEPT_SET)
     unit_concept_ids: tuple[int, ...] = field(default=(), metadata=_OPTIONAL_IDS)
-    summary: str = field(default="latest", metadata=_meta(Choice(SUMMARIES)))
+    summary: str = field(default="latest", metadata=meta(Choice(SUMMARIES)))
     from_day: int | None = field(default=None, metadata=_DAY)
     to_day: int | None = field(default=0, metadata=_DAY)
 
@@ -650,7 +449,7 @@ class MeasurementValue(Variable):
 
 
 FAMILIES: tuple[str, ...] = ("gaussian", "binomial", "poisson")
-_VARIABLE = _meta(Child("variable", "a variable"))
+_VARIABLE = meta(Child("variable", "a variable"))
 
 
 @dataclass(frozen=True)
@@ -669,10 +468,10 @@ class GlmStep(Node):
     cohort: Cohort = field(metadata=_COHORT)
     outcome: Variable = field(metadata=_VARIABLE)
     covariates: tuple[Variable, ...] = field(
-        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
+        metadata=meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
     )
-    family: str = field(metadata=_meta(Choice(FAMILIES)))
-    beta: tuple[float, ...] = field(metadata=_meta(Numbers(most=MAX_COVARIATES + 1)))
+    family: str = field(metadata=meta(Choice(FAMILIES)))
+    beta: tuple[float, ...] = field(metadata=meta(Numbers(most=MAX_COVARIATES + 1)))
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
@@ -691,7 +490,7 @@ class GlmStep(Node):
         )
 
 
-_EDGES = _meta(Numbers(most=MAX_BINS + 1))
+_EDGES = meta(Numbers(most=MAX_BINS + 1))
 
 
 def _edges_increase(values: Mapping[str, Any], path: str) -> list[str]:
@@ -718,7 +517,7 @@ class CountBy(Node):
 
     cohort: Cohort = field(metadata=_COHORT)
     by: tuple[Variable, ...] = field(
-        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_STRATA))
+        metadata=meta(Children("variable", "a variable", "variables", most=MAX_STRATA))
     )
 
     @classmethod
@@ -777,7 +576,7 @@ class Correlation(Node):
 
     cohort: Cohort = field(metadata=_COHORT)
     variables: tuple[Variable, ...] = field(
-        metadata=_meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
+        metadata=meta(Children("variable", "a variable", "variables", most=MAX_COVARIATES))
     )
 
     @classmethod
@@ -800,8 +599,8 @@ class KaplanMeier(Node):
 
     cohort: Cohort = field(metadata=_COHORT)
     event: Criterion = field(metadata=_CRITERION)
-    horizon_days: int = field(metadata=_meta(Integer(1, MAX_DAYS, "a number of days")))
-    step_days: int = field(default=30, metadata=_meta(Integer(1, MAX_DAYS, "a number of days")))
+    horizon_days: int = field(metadata=meta(Integer(1, MAX_DAYS, "a number of days")))
+    step_days: int = field(default=30, metadata=meta(Integer(1, MAX_DAYS, "a number of days")))
 
     @classmethod
     def relations(cls, values: Mapping[str, Any], path: str) -> list[str]:
@@ -836,7 +635,7 @@ class DistinctPersons(Node):
     CATEGORY: ClassVar[str] = "analysis"
 
     cohort: Cohort = field(metadata=_COHORT)
-    precision: int = field(default=14, metadata=_meta(Integer(4, 16, "a precision from 4 to 16")))
+    precision: int = field(default=14, metadata=meta(Integer(4, 16, "a precision from 4 to 16")))
 
 
 Analysis: TypeAlias = (

@@ -20,7 +20,8 @@ from typing import ClassVar
 from sqlglot import exp
 
 from accord.query.compiler import MEASUREMENTS, BaseCompiler, Scope, VariableHandler
-from accord.query.model import MeasurementValue, Node
+from accord.query.model import MeasurementValue
+from accord.query.nodes import Node
 
 
 class SparkCompiler(BaseCompiler):
