@@ -34,9 +34,9 @@ from accord.query.model import (
     Analysis,
     Correlation,
     Histogram,
-    QueryValidationError,
     Summary,
 )
+from accord.query.nodes import QueryValidationError
 from accord.query.run import run_count, run_design, run_rows, run_values, unknown_concepts
 
 ALLOWED_ANALYSES = frozenset(node.TYPE for node in ANSWERS)
