@@ -1,5 +1,6 @@
-"""Descriptive statistics across members (accord.analysis.stats) against numpy and pandas
-on the pooled rows: moments, histograms, quantile estimates and counts by category."""
+"""Descriptive statistics across members (accord.analysis.moments, .histograms, .cells)
+against numpy and pandas on the pooled rows: moments, histograms, quantile estimates and
+counts by category."""
 
 from __future__ import annotations
 
@@ -17,35 +18,38 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numpy.typing import NDArray
 
-import accord.analysis.stats as stats_module
-from accord.analysis.stats import (
+import accord.analysis.cells as cells_module
+import accord.analysis.histograms as histograms_module
+import accord.analysis.moments as moments_module
+from accord.analysis.cells import CellCounts, combine_cells, local_cells
+from accord.analysis.histograms import (
     MAX_BINS,
-    MAX_VARIABLES,
-    CellCounts,
     HistogramPart,
-    Moments,
     Quantile,
     Summary,
     check_edges,
-    combine_cells,
     combine_histograms,
+    local_histogram,
+    quantiles,
+    regular_edges,
+    summarise,
+)
+from accord.analysis.moments import (
+    MAX_VARIABLES,
+    Moments,
     combine_moments,
     correlation,
     covariance,
-    local_cells,
-    local_histogram,
     local_moments,
     mean,
-    quantiles,
-    regular_edges,
     std,
-    summarise,
 )
 from accord.errors import QueryError
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(stats_module).failed == 0
+    for module in (moments_module, histograms_module, cells_module):
+        assert doctest.testmod(module).failed == 0, module.__name__
 
 
 @st.composite
@@ -536,7 +540,7 @@ def test_split_cells_equal_pandas_value_counts_on_the_pooled_rows(
     assert total.as_dict() == expected
     assert total.total == len(rows)
     keys = [key for key, _ in total.cells]
-    assert keys == sorted(keys, key=stats_module.key_order)
+    assert keys == sorted(keys, key=cells_module.key_order)
     assert CellCounts.from_json(round_trip(total.to_json())) == total
 
 

@@ -14,15 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import accord.privacy.tables as tables_module
-from accord.analysis.stats import (
-    CellCounts,
-    HistogramPart,
-    local_cells,
-    local_histogram,
-    local_moments,
-    regular_edges,
-    summarise,
-)
+from accord.analysis.cells import CellCounts, local_cells
+from accord.analysis.histograms import HistogramPart, local_histogram, regular_edges, summarise
+from accord.analysis.moments import local_moments
 from accord.privacy.disclosure import SmallCellProfile, apply_count
 from accord.privacy.tables import (
     MAX_CELLS,

@@ -15,8 +15,9 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.analysis import distinct, stats, survival
+from accord.analysis import distinct, histograms, survival
 from accord.analysis.glm import GlmPart
+from accord.analysis.moments import Moments, combine_moments, correlation, mean, std
 from accord.errors import UserError
 from accord.hub.store import DONE, TaskView
 from accord.privacy import tables
@@ -246,21 +247,21 @@ def _secure_survival(
 def _secure_histogram(
     analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
 ) -> dict[str, Any]:
-    part = stats.HistogramPart.from_vector(total, analysis["edges"])
+    part = histograms.HistogramPart.from_vector(total, analysis["edges"])
     return {"histogram": tables.release_histogram(profile, part).to_json()}
 
 
 def _secure_summary(
     analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
 ) -> dict[str, Any]:
-    moments = stats.Moments.from_vector(total[:3], [SummaryQuery.from_json(analysis).shift])
+    moments = Moments.from_vector(total[:3], [SummaryQuery.from_json(analysis).shift])
     if 0 < moments.n < profile.threshold + 1:
         return {"withheld": "the summary covers too few persons for the members' rules"}
-    part = stats.HistogramPart.from_vector(total[3:], analysis["edges"])
+    part = histograms.HistogramPart.from_vector(total[3:], analysis["edges"])
     released = tables.release_histogram(profile, part)
     lower = tables.combine_released_histograms([released]).lower_bounds()
     return {
-        "summary": stats.summarise(moments, lower).to_json(),
+        "summary": histograms.summarise(moments, lower).to_json(),
         "histogram": released.to_json(),
     }
 
@@ -269,7 +270,7 @@ def _secure_correlation(
     analysis: dict[str, Any], total: NDArray[np.float64], profile: SmallCellProfile
 ) -> dict[str, Any]:
     k = len(analysis["variables"])
-    moments = stats.Moments.from_vector(total, [0.0] * k)
+    moments = Moments.from_vector(total, [0.0] * k)
     if 0 < moments.n < profile.threshold + k:
         return {"withheld": "the correlation covers too few persons for the members' rules"}
     return {"correlation": _correlation(analysis, moments)}
@@ -322,12 +323,12 @@ def check_summary(
 
 
 def combine_summary(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    moments = stats.combine_moments([stats.Moments.from_json(r["moments"]) for r in results])
+    moments = combine_moments([Moments.from_json(r["moments"]) for r in results])
     hist = tables.combine_released_histograms(
         [tables.ReleasedHistogram.from_json(r["histogram"]) for r in results]
     )
     return {
-        "summary": stats.summarise(moments, hist.lower_bounds()).to_json(),
+        "summary": histograms.summarise(moments, hist.lower_bounds()).to_json(),
         "histogram": hist.to_json(),
     }
 
@@ -342,23 +343,23 @@ def check_moments(
 
 
 def combine_correlation(analysis: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
-    moments = stats.combine_moments([stats.Moments.from_json(r["moments"]) for r in results])
+    moments = combine_moments([Moments.from_json(r["moments"]) for r in results])
     return {"correlation": _correlation(analysis, moments)}
 
 
-def _correlation(analysis: dict[str, Any], moments: stats.Moments) -> dict[str, Any]:
+def _correlation(analysis: dict[str, Any], moments: Moments) -> dict[str, Any]:
     labels = _labels(analysis["variables"])
     if moments.n < 2:
         return {"variables": labels, "n": moments.n, "withheld": "fewer than 2 persons"}
     try:
-        matrix = stats.correlation(moments, labels)
+        matrix = correlation(moments, labels)
     except UserError as error:
         return {"variables": labels, "n": moments.n, "withheld": error.message}
     return {
         "variables": labels,
         "n": moments.n,
-        "mean": stats.mean(moments).tolist(),
-        "sd": stats.std(moments).tolist(),
+        "mean": mean(moments).tolist(),
+        "sd": std(moments).tolist(),
         "matrix": matrix.tolist(),
     }
 

@@ -16,8 +16,11 @@ from typing import Any, TypeAlias, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from accord.analysis import distinct, stats, survival
+from accord.analysis import distinct, survival
+from accord.analysis.cells import CellCounts
 from accord.analysis.glm import Family, GlmPart, local_part
+from accord.analysis.histograms import local_histogram
+from accord.analysis.moments import Moments, local_moments
 from accord.errors import QueryError
 from accord.privacy import tables
 from accord.privacy.disclosure import SmallCellProfile, apply_count
@@ -82,7 +85,7 @@ def glm_step(
 
 def count_by(query: CountBy, rows: list[tuple[Any, ...]], release: Release) -> dict[str, Any]:
     """Persons per stratum, each count through the small-cell rule."""
-    cells = stats.CellCounts(
+    cells = CellCounts(
         tuple(v.label for v in query.by), tuple((row[:-1], int(row[-1])) for row in rows)
     )
     try:
@@ -95,7 +98,7 @@ def count_by(query: CountBy, rows: list[tuple[Any, ...]], release: Release) -> d
 def histogram(query: Histogram, values: NDArray[np.float64], release: Release) -> dict[str, Any]:
     """Persons per bin of the query's edges (and below, above, unknown), each count
     through the small-cell rule."""
-    part = stats.local_histogram(values[:, 0], query.edges)
+    part = local_histogram(values[:, 0], query.edges)
     return {"histogram": tables.release_histogram(release.profile, part).to_json()}
 
 
@@ -103,9 +106,9 @@ def summary(query: Summary, values: NDArray[np.float64], release: Release) -> di
     """The variable's moments (around the middle of the edges, the shift every member
     uses) and its histogram, if the member's rules allow both."""
     known = values[~np.isnan(values[:, 0])]
-    moments = stats.local_moments(known, shift=[query.shift])
+    moments = local_moments(known, shift=[query.shift])
     _refuse_moments(release, moments, known)
-    part = stats.local_histogram(values[:, 0], query.edges)
+    part = local_histogram(values[:, 0], query.edges)
     released = tables.release_histogram(release.profile, part)
     return {"moments": moments.to_json(), "histogram": released.to_json()}
 
@@ -115,12 +118,12 @@ def correlation(
 ) -> dict[str, Any]:
     """Sums and cross-products of the variables over persons with every value known."""
     known = values[~np.isnan(values).any(axis=1)]
-    moments = stats.local_moments(known)
+    moments = local_moments(known)
     _refuse_moments(release, moments, known)
     return {"moments": moments.to_json()}
 
 
-def _refuse_moments(release: Release, moments: stats.Moments, rows: NDArray[np.float64]) -> None:
+def _refuse_moments(release: Release, moments: Moments, rows: NDArray[np.float64]) -> None:
     withheld = tables.moments_refusal(release.profile, moments, rows)
     if withheld is not None:
         raise Refusal(withheld)
@@ -217,7 +220,7 @@ def _glm_vector(
 def _histogram_vector(
     query: Histogram, values: NDArray[np.float64], release: Release
 ) -> NDArray[np.float64]:
-    return stats.local_histogram(values[:, 0], query.edges).to_vector()
+    return local_histogram(values[:, 0], query.edges).to_vector()
 
 
 def _summary_vector(
@@ -225,8 +228,8 @@ def _summary_vector(
 ) -> NDArray[np.float64]:
     summary(query, values, release)  # the member's own rules still decide if it joins
     known = values[~np.isnan(values[:, 0])]
-    moments = stats.local_moments(known, shift=[query.shift])
-    part = stats.local_histogram(values[:, 0], query.edges)
+    moments = local_moments(known, shift=[query.shift])
+    part = local_histogram(values[:, 0], query.edges)
     return np.concatenate([moments.to_vector(), part.to_vector()])
 
 
@@ -234,7 +237,7 @@ def _correlation_vector(
     query: Correlation, values: NDArray[np.float64], release: Release
 ) -> NDArray[np.float64]:
     correlation(query, values, release)  # the member's own rules still decide if it joins
-    return stats.local_moments(values[~np.isnan(values).any(axis=1)]).to_vector()
+    return local_moments(values[~np.isnan(values).any(axis=1)]).to_vector()
 
 
 def _survival_vector(

@@ -44,7 +44,7 @@ figures with :func:`combine_total`: a suppressed member cell is left out and the
 marked as a lower bound, with the number of suppressed member cells beside it.
 
 Example:
-    >>> from accord.analysis.stats import local_cells
+    >>> from accord.analysis.cells import local_cells
     >>> profile = SmallCellProfile()
     >>> cells = local_cells([1] * 12 + [2] * 3 + [3] * 23, ["stage"])
     >>> release_cells(profile, cells).to_json()["cells"]
@@ -60,16 +60,9 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import ArrayLike
 
-from accord.analysis.stats import (
-    CellCounts,
-    HistogramPart,
-    Key,
-    Moments,
-    as_key,
-    check_edges,
-    check_variables,
-    sort_cells,
-)
+from accord.analysis.cells import CellCounts, Key, as_key, check_variables, sort_cells
+from accord.analysis.histograms import HistogramPart, check_edges
+from accord.analysis.moments import Moments
 from accord.errors import QueryError
 from accord.privacy.disclosure import (
     DisclosedCount,
@@ -245,7 +238,7 @@ def moments_refusal(profile: SmallCellProfile, moments: Moments, rows: ArrayLike
     rule broken, never a count or a value.
 
     Example:
-        >>> from accord.analysis.stats import local_moments
+        >>> from accord.analysis.moments import local_moments
         >>> profile = SmallCellProfile(threshold=3)
         >>> x = np.column_stack([np.arange(8.0), [0, 0, 0, 1, 1, 1, 1, 1]])
         >>> moments_refusal(profile, local_moments(x), x) is None
@@ -402,7 +395,7 @@ class CombinedHistogram:
 
     def lower_bounds(self) -> HistogramPart:
         """The released totals as a histogram, suppressed member counts taken as 0: what
-        :func:`~accord.analysis.stats.quantiles` and ``summarise`` can work from."""
+        :func:`~accord.analysis.histograms.quantiles` and ``summarise`` can work from."""
         return HistogramPart(
             edges=self.edges,
             counts=tuple(c.value for c in self.counts),
