@@ -28,12 +28,12 @@ from sqlglot import exp
 from accord.cdm import create_cdm
 from accord.errors import DataError
 from accord.ingest.provenance import SqlNames
-from accord.quality.catalogue import default_catalogue
-from accord.quality.gate import (
+from accord.quality.books import (
     SUBMISSIONS_TABLE,
     THRESHOLDS_TABLE,
     ensure_tables,
 )
+from accord.quality.catalogue import default_catalogue
 from accord.quality.run import batch_sql, run_checks
 from accord.query import (
     QueryValidationError,

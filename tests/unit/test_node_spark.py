@@ -23,7 +23,7 @@ from accord.node.config import DatabaseConfig, load_node_config
 from accord.node.executor import MemberDatabase
 from accord.node.quality import QualitySync
 from accord.node.spark import SparkConnection
-from accord.quality import gate
+from accord.quality.books import ensure_tables, stored_report
 from accord.query import compile_query
 from accord.query.builders import (
     age_group,
@@ -257,7 +257,7 @@ def test_an_accepted_spark_verdict_without_the_files_fingerprint_is_not_served(
     tmp_path: Path,
 ) -> None:
     with duckdb.connect(str(tmp_path / "accord_quality.duckdb")) as books:
-        gate.ensure_tables(books, "duckdb")
+        ensure_tables(books, "duckdb")
         books.execute(
             "INSERT INTO accord_quality_submissions VALUES (1, 'x', TIMESTAMP '2025-01-01', "
             "'check', 'test', 'accepted', true, 0, NULL, '{}')"
@@ -286,7 +286,7 @@ def test_the_quality_commands_read_a_spark_members_verdicts_without_spark(
     path = node_config(tmp_path, {"engine": "spark", "spark": {"tables": "."}})
     with member_database(None, path, None, cdm=False, write=False) as member:
         assert member.connection is None
-        assert gate.stored_report(*member.verdicts) is None
+        assert stored_report(*member.verdicts) is None
     with pytest.raises(DataError, match="has no record of any submission"):
         quality_report(db=None, node=path, schema=None, report=None, html=None, submission=None)
     assert not (tmp_path / "accord_quality.duckdb").exists()

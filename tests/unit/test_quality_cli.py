@@ -91,6 +91,7 @@ def test_a_missing_database_is_not_created(app: typer.Typer, tmp_path: Path) -> 
         "accord.quality.results",
         "accord.quality.run",
         "accord.quality.gate",
+        "accord.quality.books",
         "accord.quality.html",
         "accord.quality.plausibility",
         "accord.hub.quality",

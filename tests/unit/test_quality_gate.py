@@ -13,6 +13,14 @@ import pytest
 from accord.errors import DataError
 from accord.ingest import CdmTarget, LoadReport
 from accord.quality import gate
+from accord.quality.books import (
+    Override,
+    ensure_tables,
+    latest_status,
+    overrides,
+    set_overrides,
+    submissions,
+)
 from accord.synth import ConsortiumManifest, generate_consortium
 
 PERSONS = 300
@@ -108,7 +116,7 @@ def test_a_quarantined_load_is_rolled_back_and_recorded(member: Path) -> None:
             "SELECT status FROM accord_loads WHERE source = 'bad'"
         ).fetchall()
         assert status == [("quarantined",)]
-        history = gate.submissions(connection, "duckdb")
+        history = submissions(connection, "duckdb")
         # The earlier accepted data is still what the node serves.
         assert gate.serving_refusal(connection, "duckdb") is None
     assert [(h["decision"], h["kept"]) for h in history] == [
@@ -163,38 +171,36 @@ def test_overrides_change_the_verdict_and_carry_their_reason(member: Path) -> No
             "UPDATE drug_exposure SET days_supply = 400 WHERE drug_exposure_id = "
             "(SELECT min(drug_exposure_id) FROM drug_exposure)"
         )
-        gate.ensure_tables(connection, "duckdb")
+        ensure_tables(connection, "duckdb")
         strict = gate.judge(connection, "duckdb", kind="check", source="test")
         assert strict.decision == "accepted_with_warnings"
-        gate.set_overrides(
-            connection, "duckdb", [gate.Override(SUPPLY, 1.0, "packs of 400 days exist here")]
-        )
+        set_overrides(connection, "duckdb", [Override(SUPPLY, 1.0, "packs of 400 days exist here")])
         lenient = gate.judge(connection, "duckdb", kind="check", source="test")
         result = next(r for r in lenient.report["results"] if r["check_id"] == SUPPLY)
         assert (result["status"], result["threshold"], result["violating"]) == ("pass", 1.0, 1)
         assert result["threshold_reason"] == "packs of 400 days exist here"
         assert lenient.decision == "accepted"
-        gate.set_overrides(connection, "duckdb", [], clear=[SUPPLY])
-        assert gate.overrides(connection, "duckdb") == []
+        set_overrides(connection, "duckdb", [], clear=[SUPPLY])
+        assert overrides(connection, "duckdb") == []
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (gate.Override("no.such.check.here", 1.0, "why"), "unknown check 'no.such.check.here'"),
-        (gate.Override(BIRTH, 101.0, "why"), "threshold of " + BIRTH + " is 101.0"),
-        (gate.Override(BIRTH, float("nan"), "why"), "is nan"),
-        (gate.Override(BIRTH, 1.0, "  "), "has no reason"),
+        (Override("no.such.check.here", 1.0, "why"), "unknown check 'no.such.check.here'"),
+        (Override(BIRTH, 101.0, "why"), "threshold of " + BIRTH + " is 101.0"),
+        (Override(BIRTH, float("nan"), "why"), "is nan"),
+        (Override(BIRTH, 1.0, "  "), "has no reason"),
     ],
 )
 def test_bad_overrides_are_refused_and_nothing_is_stored(
-    member: Path, change: gate.Override, message: str
+    member: Path, change: Override, message: str
 ) -> None:
-    good = gate.Override("plausibility.range.drug_exposure.refills", 3.0, "why")
+    good = Override("plausibility.range.drug_exposure.refills", 3.0, "why")
     with duckdb.connect(str(member)) as connection:
         with pytest.raises(DataError, match=message.replace(".", r"\.")):
-            gate.set_overrides(connection, "duckdb", [good, change])
-        assert gate.overrides(connection, "duckdb") == []
+            set_overrides(connection, "duckdb", [good, change])
+        assert overrides(connection, "duckdb") == []
 
 
 def test_a_threshold_file_names_every_problem(tmp_path: Path) -> None:
@@ -219,7 +225,7 @@ def test_a_threshold_file_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not valid YAML"):
         gate.read_threshold_file(path)
     path.write_text(f"{BIRTH}:\n  threshold: 2.5\n  reason: keyed by hand\n", encoding="utf-8")
-    assert gate.read_threshold_file(path) == [gate.Override(BIRTH, 2.5, "keyed by hand")]
+    assert gate.read_threshold_file(path) == [Override(BIRTH, 2.5, "keyed by hand")]
 
 
 def test_the_hub_status_holds_statuses_and_percentages_only(member: Path) -> None:
@@ -229,7 +235,7 @@ def test_the_hub_status_holds_statuses_and_percentages_only(member: Path) -> Non
     birth = next(r for r in verdict.report["results"] if r["check_id"] == BIRTH)
     assert [e["id"] for e in birth["examples"]] == [1, 2, 3]
     with duckdb.connect(str(member), read_only=True) as connection:
-        status = gate.latest_status(connection, "duckdb")
+        status = latest_status(connection, "duckdb")
     assert status is not None
     assert set(status) == {"format", "kept", "submission_id", "at", "decision", "counts", "checks"}
     assert all(set(c) == {"check_id", "severity", "status", "percentage"} for c in status["checks"])
@@ -263,12 +269,12 @@ def test_a_vocabulary_change_is_not_served_until_judged(member: Path) -> None:
 def test_a_check_named_twice_is_refused(member: Path) -> None:
     with duckdb.connect(str(member)) as connection:
         with pytest.raises(DataError, match="given more than once"):
-            gate.set_overrides(
+            set_overrides(
                 connection,
                 "duckdb",
-                [gate.Override(SUPPLY, 1.0, "a"), gate.Override(SUPPLY, 2.0, "b")],
+                [Override(SUPPLY, 1.0, "a"), Override(SUPPLY, 2.0, "b")],
             )
-        assert gate.overrides(connection, "duckdb") == []
+        assert overrides(connection, "duckdb") == []
 
 
 def test_a_threshold_file_with_a_key_twice_or_not_utf8_is_refused(tmp_path: Path) -> None:

@@ -110,11 +110,11 @@ def report_command(
 ) -> None:
     """Show a recorded submission's verdict and write its reports."""
     from accord.errors import DataError
-    from accord.quality import gate
+    from accord.quality.books import stored_report
 
     with member_database(db, node, schema, cdm=False, write=False) as member:
         shown = member.shown
-        found = gate.stored_report(*member.verdicts, submission)
+        found = stored_report(*member.verdicts, submission)
     if found is None:
         wanted = f"submission {submission}" if submission else "any submission"
         raise DataError(
@@ -151,6 +151,7 @@ def thresholds(
     """Show the member's threshold overrides; set or clear them, each with its reason."""
     from accord.errors import DataError
     from accord.quality import default_catalogue, gate
+    from accord.quality.books import Override, overrides, set_overrides
 
     changes = gate.read_threshold_file(file) if file is not None else []
     for entry in set_ or []:
@@ -166,15 +167,15 @@ def thresholds(
             ) from None
         if not reason:
             raise DataError("--set needs --reason", hint="say why this member needs its own value")
-        changes.append(gate.Override(check_id.strip(), threshold, reason))
+        changes.append(Override(check_id.strip(), threshold, reason))
     writing = bool(changes or clear)
     with member_database(db, node, schema, cdm=False, write=writing) as member:
         shown = member.shown
         connection, dialect, schema_ = member.verdicts
         if writing:
-            gate.set_overrides(connection, dialect, changes, schema=schema_, clear=clear or [])
+            set_overrides(connection, dialect, changes, schema=schema_, clear=clear or [])
             console.print(f"{len(changes)} set, {len(clear or [])} cleared in {shown}")
-        current = {o.check_id: o for o in gate.overrides(connection, dialect, schema_)}
+        current = {o.check_id: o for o in overrides(connection, dialect, schema_)}
     table = Table(title=f"thresholds of {shown}", title_justify="left")
     for column in ("check", "catalogue %", "member %", "reason"):
         table.add_column(column, overflow="fold")

@@ -155,7 +155,8 @@ class CdmTarget:
         committed to is removed; otherwise the failure is recorded as a ``failed`` load.
         Disk, file and database faults come out as :class:`DataError`.
         """
-        from accord.quality import gate as quality
+        from accord.quality.books import lock_for_judging, record
+        from accord.quality.gate import judge
 
         engine = self._require_open()
         if self._loading:
@@ -170,8 +171,8 @@ class CdmTarget:
             load._closed = True
             report.finish()
             if self.gate if gate is None else gate:
-                quality.lock_for_judging(engine.connection, self.dialect)
-                self.verdict = quality.judge(
+                lock_for_judging(engine.connection, self.dialect)
+                self.verdict = judge(
                     engine.connection,
                     self.dialect,
                     kind=report.kind,
@@ -188,9 +189,7 @@ class CdmTarget:
             self._record(load.load_id, report, started, _status(self.verdict))
             if self.verdict is not None:
                 kept = self.verdict.decision != "quarantined"
-                quality.record(
-                    engine.connection, self.dialect, self.verdict, kept=kept, schema=self.schema
-                )
+                record(engine.connection, self.dialect, self.verdict, kept=kept, schema=self.schema)
             engine.execute("COMMIT")
             engine.created = False
         except BaseException as error:

@@ -16,7 +16,7 @@ from accord.cdm import Dialect
 from accord.errors import DataError
 from accord.node.executor import MemberDatabase
 from accord.node.spark import gate_books
-from accord.quality import gate
+from accord.quality.books import latest_status, latest_submission_id, submissions
 from accord.trust.audit import AuditLog
 
 
@@ -83,11 +83,11 @@ class QualitySync:
     ) -> tuple[str | None, list[dict[str, Any]], dict[str, Any] | None] | None:
         """The newest verdict's id, every verdict and the newest one's status; ``None``
         when the newest verdict is the one already read."""
-        latest = gate.latest_submission_id(connection, dialect, schema)
+        latest = latest_submission_id(connection, dialect, schema)
         if latest == self.latest:
             return None
         return (
             latest,
-            gate.submissions(connection, dialect, schema),
-            gate.latest_status(connection, dialect, schema),
+            submissions(connection, dialect, schema),
+            latest_status(connection, dialect, schema),
         )
